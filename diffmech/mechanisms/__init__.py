@@ -1,0 +1,39 @@
+"""Mechanism registry: ``kind`` in a config's ``[mechanism]`` table → mechanism class.
+
+A new mechanism is one new file plus one entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from ..errors import ConfigError
+from .analytic.first_price import FirstPrice
+from .analytic.myerson import Myerson
+from .analytic.second_price import VCG, BestReserveSecondPrice, SecondPrice
+from .base import Mechanism
+from .neural.monotone import MonotoneNet
+from .neural.regretnet import RegretNet
+
+MECHANISMS: dict[str, type[Mechanism]] = {
+    cls.kind: cls
+    for cls in (RegretNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice)
+}
+
+
+def mechanism_from_config(setting, cfg: Any, key: jax.Array | None = None) -> Mechanism:
+    """Build the mechanism described by a ``[mechanism]`` table for ``setting``."""
+    if not isinstance(cfg, dict):
+        raise ConfigError("the config needs a [mechanism] table with a 'kind'")
+    options = dict(cfg)
+    kind = options.pop("kind", None)
+    if kind not in MECHANISMS:
+        raise ConfigError(f"unknown mechanism kind {kind!r}; choose one of: {', '.join(MECHANISMS)}")
+    if key is None:
+        key = jax.random.PRNGKey(0)
+    return MECHANISMS[kind].from_config(setting, options, key)
+
+
+__all__ = ["MECHANISMS", "Mechanism", "mechanism_from_config"] + [c.__name__ for c in MECHANISMS.values()]

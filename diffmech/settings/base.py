@@ -1,0 +1,70 @@
+"""The abstract setting: agents, their prior, what an outcome is worth to each of them."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..outcome import Outcome
+
+
+class Setting(eqx.Module):
+    """An environment: pure data and pure functions, no training code.
+
+    Types and reports have shape ``(batch, agents, type_dim)``.
+    """
+
+    kind: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    #: name of the quantity the designer maximises, a key of the metrics dictionary
+    objective: ClassVar[str] = "revenue"
+
+    @property
+    @abc.abstractmethod
+    def n_agents(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def type_dim(self) -> int: ...
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, n: int) -> Float[Array, "n agents dim"]:
+        """Draw ``n`` type profiles from the prior."""
+
+    @abc.abstractmethod
+    def type_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of each agent's type, each of shape ``(agents, dim)``."""
+
+    @abc.abstractmethod
+    def values(self, types: Float[Array, "batch agents dim"], outcome: Outcome) -> Float[Array, "batch agents"]:
+        """Each agent's value for the outcome, at its true type."""
+
+    @abc.abstractmethod
+    def to_config(self) -> dict[str, Any]:
+        """The ``[setting]`` table that rebuilds this setting."""
+
+    def utility(self, types: Float[Array, "batch agents dim"], outcome: Outcome) -> Float[Array, "batch agents"]:
+        """Quasi-linear utility: value of the outcome minus payment."""
+        return self.values(types, outcome) - outcome.payments
+
+    def project(self, reports: Float[Array, "... agents dim"]) -> Float[Array, "... agents dim"]:
+        """Clip reports to the type space (the projection of projected gradient ascent)."""
+        lo, hi = self.type_bounds()
+        return jnp.clip(reports, jnp.asarray(lo, reports.dtype), jnp.asarray(hi, reports.dtype))
+
+    def attack_grid(self, n_points: int) -> Float[Array, "agents points dim"] | None:
+        """Candidate misreports per agent for an exhaustive attack, or ``None`` if the type space
+        is too large to enumerate (then the attack is by gradient ascent only)."""
+        return None
+
+    def benchmark_names(self) -> tuple[str, ...]:
+        """Analytic mechanisms evaluated beside a learned one on the same samples."""
+        return ()
+
+    def describe(self) -> str:
+        return self.kind
