@@ -52,6 +52,10 @@ class Setting(eqx.Module):
         """Quasi-linear utility: value of the outcome minus payment."""
         return self.values(types, outcome) - outcome.payments
 
+    def objective_value(self, types: Float[Array, "batch agents dim"], outcome: Outcome) -> Float[Array, "batch"]:
+        """The designer's objective per profile (revenue Σ_i p_i unless the setting says otherwise)."""
+        return jnp.sum(outcome.payments, axis=-1)
+
     def project(self, reports: Float[Array, "... agents dim"]) -> Float[Array, "... agents dim"]:
         """Clip reports to the type space (the projection of projected gradient ascent)."""
         lo, hi = self.type_bounds()

@@ -1,0 +1,320 @@
+"""The ``diffmech`` command: demo, train, eval, compare, list.
+
+Every user error is one line on stderr (``diffmech: error: ...``) with exit code 2; a training run
+that diverges (non-finite loss) exits with code 3 and keeps its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from .errors import DiffmechError, TrainingDiverged
+
+DEMO_CONFIG = """\
+# diffmech demo: 2 bidders with iid U[0,1] values; optimum (Myerson) = 5/12
+[setting]
+kind = "single_item"
+prior = { dist = "uniform", low = 0.0, high = 1.0 }
+n_agents = 2
+
+[mechanism]
+kind = "monotone"
+
+[train]
+steps = 1500
+batch = 512
+lr = 0.003
+log_every = 100
+ckpt_every = 500
+
+[eval]
+samples = 10000
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(2, f"diffmech: error: {message} (see 'diffmech {self.prog.split()[-1] if ' ' in self.prog else ''} --help')\n".replace("diffmech  --help", "diffmech --help"))
+
+
+def _add_eval_flags(p):
+    p.add_argument("--samples", type=int, help="number of evaluation profiles")
+    p.add_argument("--attack-starts", type=int, help="random starting points of the gradient attack per (profile, agent)")
+    p.add_argument("--attack-steps", type=int, help="gradient steps of the attack")
+    p.add_argument("--grid-points", type=int, help="own reports tried exhaustively (one-dimensional types)")
+    p.add_argument("--seed", type=int, help="seed of the evaluation samples and attack")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="diffmech", description="Differentiable mechanism design: learned auctions against analytic optima.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("demo", help="train, evaluate and plot a learned auction on a small default setting")
+    p.add_argument("--out", default="diffmech-demo", help="output directory (default: ./diffmech-demo)")
+    p.add_argument("--steps", type=int, help="override the number of training steps")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("train", help="train the mechanism of a TOML config")
+    p.add_argument("config")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (dotted, list indices allowed)")
+    p.add_argument("--no-eval", action="store_true", help="skip the final strong evaluation")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint directory or an analytic config")
+    p.add_argument("target")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--plot", action="store_true", help="write figures next to the target")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _add_eval_flags(p)
+
+    p = sub.add_parser("compare", help="table of several mechanisms on common samples")
+    p.add_argument("targets", nargs="+", help="checkpoint directories or analytic configs of the same setting")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", help="write a bar chart of the objective to this PNG path")
+    _add_eval_flags(p)
+
+    sub.add_parser("list", help="settings, mechanisms, priors and benchmarks")
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _eval_cfg(base, args):
+    from .config import EvalConfig
+
+    changes = {}
+    for flag, field in (("samples", "samples"), ("attack_starts", "attack_starts"), ("attack_steps", "attack_steps"), ("grid_points", "grid_points"), ("seed", "seed")):
+        v = getattr(args, flag, None)
+        if v is not None:
+            changes[field] = v
+    return EvalConfig(**{**dataclasses.asdict(base), **changes})
+
+
+def _load_target(target: str, overrides=()):
+    """A checkpoint directory → (mechanism, setting, Run, label); an analytic config likewise."""
+    from .checkpoint import load
+    from .config import apply_overrides, load_config, resolve
+
+    path = Path(target)
+    if path.is_dir():
+        ck = load(path)
+        run = resolve(apply_overrides(ck.config, list(overrides)))
+        return ck.mechanism, ck.setting, run, path.name
+    run = resolve(apply_overrides(load_config(path), list(overrides)))
+    if run.trainable:
+        raise DiffmechError(
+            f"{target}: mechanism {run.mechanism_cfg['kind']!r} must be trained first: "
+            f"diffmech train {target} --out DIR, then diffmech eval DIR"
+        )
+    return run.build_mechanism(None), run.setting, run, run.mechanism_cfg["kind"]
+
+
+def _fmt(x, se=None, digits=5):
+    if x is None:
+        return "-"
+    s = f"{x:.{digits}f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+    if se is not None:
+        s += f" ± {se:.1e}"
+    return s
+
+
+def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -> str:
+    rows = [(objective, _fmt(metrics[objective], metrics.get(f"{objective}_se")))]
+    if objective != "revenue" and "revenue" in metrics:
+        rows.append(("revenue", _fmt(metrics["revenue"], metrics.get("revenue_se"))))
+    rows += [
+        ("welfare", _fmt(metrics.get("welfare"), metrics.get("welfare_se"))),
+        ("regret_mean", _fmt(metrics.get("regret_mean"), metrics.get("regret_mean_se"))),
+        ("regret_max", _fmt(metrics.get("regret_max"))),
+        ("train_regret_mean", _fmt(metrics.get("train_regret_mean"))),
+        ("ir_violation", _fmt(metrics.get("ir_violation"))),
+        ("ir_violation_max", _fmt(metrics.get("ir_violation_max"))),
+    ]
+    for name, val in metrics.get("benchmarks", {}).items():
+        rows.append((f"benchmark {name}", _fmt(val, metrics.get("benchmarks_se", {}).get(name))))
+    width = max(len(r[0]) for r in rows)
+    lines = [title] if title else []
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    att = metrics.get("attack", {})
+    lines.append(
+        f"  ({metrics.get('samples')} profiles; attack: grid {att.get('grid_points')}, "
+        f"{att.get('starts')} starts × {att.get('steps')} steps; {metrics.get('eval_seconds')} s)"
+    )
+    return "\n".join(lines)
+
+
+def _write_figures(directory: Path, mechanism, setting, history, metrics):
+    from . import plots
+    from .mechanisms import mechanism_from_config
+
+    written = []
+    ref = {}
+    if "myerson" in metrics.get("benchmarks", {}):
+        ref["Myerson"] = metrics["benchmarks"]["myerson"]
+    if history:
+        written.append(plots.plot_training(history, directory / "training.png", reference=ref or None))
+    if setting.n_agents == 2 and setting.type_dim == 1:
+        reference = mechanism_from_config(setting, {"kind": "myerson"}) if "myerson" in setting.benchmark_names() else None
+        written.append(plots.plot_maps(mechanism, setting, directory / "maps.png", reference=reference))
+    return written
+
+
+def _finish_training(result, out: Path, do_eval: bool, progress: bool):
+    from .checkpoint import atomic_write_json
+    from .evaluate import evaluate
+
+    metrics = {}
+    if do_eval:
+        metrics = evaluate(result.mechanism, result.run.setting, result.run.eval, train_cfg=result.run.train, progress=progress)
+        metrics["train_seconds"] = round(result.seconds, 2)
+        atomic_write_json(out / "metrics.json", metrics)
+    figs = _write_figures(out, result.mechanism, result.run.setting, result.history, metrics)
+    return metrics, figs
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_demo(args) -> int:
+    from .config import apply_overrides, parse_toml, resolve
+    from .trainer import train
+
+    out = Path(args.out)
+    if out.exists():
+        if not (out / "manifest.json").exists() and any(out.iterdir()):
+            raise DiffmechError(f"{out} exists and is not a diffmech run directory; choose another --out")
+        shutil.rmtree(out)
+    cfg = parse_toml(DEMO_CONFIG, "demo config")
+    if args.steps is not None:
+        cfg = apply_overrides(cfg, [f"train.steps={args.steps}"])
+    run = resolve(cfg)
+    print(f"diffmech demo: {run.setting.describe()}; mechanism {run.mechanism_cfg['kind']} (DSIC by construction)")
+    result = train(run, out, progress=not args.no_progress)
+    metrics, figs = _finish_training(result, out, True, not args.no_progress)
+    print(f"trained {run.train.steps} steps in {result.seconds:.1f} s")
+    print(format_metrics(metrics, run.setting.objective, title="learned mechanism (strong evaluation):"))
+    print(f"optimum (Myerson, exact): {5 / 12:.5f}")
+    print(f"checkpoint: {out}  figures: {', '.join(str(f) for f in figs)}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .config import apply_overrides, load_config, resolve
+    from .trainer import train
+
+    overrides = list(args.set)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    run = resolve(apply_overrides(load_config(args.config), overrides))
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    result = train(run, out, resume=args.resume, progress=not args.no_progress)
+    metrics, figs = _finish_training(result, out, not args.no_eval, not args.no_progress)
+    if metrics:
+        print(format_metrics(metrics, run.setting.objective, title=f"{out} (strong evaluation):"))
+    print(f"checkpoint: {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate
+
+    mechanism, setting, run, label = _load_target(args.target, args.set)
+    cfg = _eval_cfg(run.eval, args)
+    metrics = evaluate(mechanism, setting, cfg, train_cfg=run.train, progress=not args.json)
+    if args.plot:
+        target = Path(args.target)
+        directory = target if target.is_dir() else target.parent / (target.stem + "-eval")
+        history = []
+        if (directory / "history.json").exists():
+            history = json.loads((directory / "history.json").read_text())
+        metrics["figures"] = [str(p) for p in _write_figures(directory, mechanism, setting, history, metrics)]
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(format_metrics(metrics, setting.objective, title=f"{label}: {setting.describe()}"))
+        for f in metrics.get("figures", []):
+            print(f"figure: {f}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .evaluate import evaluate
+
+    loaded = [_load_target(t) for t in args.targets]
+    setting0 = loaded[0][1]
+    for t, (_, s, _, _) in zip(args.targets, loaded):
+        if s.to_config() != setting0.to_config():
+            raise DiffmechError(f"{t} has a different setting from {args.targets[0]}; compare mechanisms of one setting")
+    cfg = _eval_cfg(loaded[0][2].eval, args)
+    rows = {}
+    for t, (mech, s, run, label) in zip(args.targets, loaded):
+        m = evaluate(mech, s, cfg, train_cfg=run.train, benchmarks=False)
+        rows[label if label not in rows else t] = m
+    obj = setting0.objective
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(k) for k in rows)
+        print(f"{setting0.describe()}  ({cfg.samples} common profiles, seed {cfg.seed})")
+        print(f"  {'mechanism':<{width}}  {obj:>20}  {'regret_mean':>10}  {'regret_max':>10}  {'ir_violation':>12}")
+        for k, m in rows.items():
+            print(f"  {k:<{width}}  {_fmt(m[obj], m[obj + '_se']):>20}  {m['regret_mean']:>10.2e}  {m['regret_max']:>10.2e}  {m['ir_violation']:>12.2e}")
+    if args.plot:
+        from .plots import plot_revenue_bars
+
+        plot_revenue_bars({k: m[obj] for k, m in rows.items()}, Path(args.plot), errors={k: m[obj + "_se"] for k, m in rows.items()})
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .mechanisms import MECHANISMS
+    from .priors import PRIORS
+    from .settings import SETTINGS
+
+    print("settings:")
+    for k, c in SETTINGS.items():
+        print(f"  {k:<28} {c.summary}")
+    print("mechanisms:")
+    for k, c in MECHANISMS.items():
+        tag = "neural" if c.trainable else "analytic"
+        print(f"  {k:<28} [{tag}] {c.summary}")
+    print("priors:")
+    for k, c in PRIORS.items():
+        print(f"  {k:<28} {c.summary}")
+    print("benchmarks (evaluated beside every learned mechanism):")
+    print("  single_item                  myerson, second_price, second_price_best_reserve")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "list": cmd_list}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingDiverged as e:
+        print(f"diffmech: error: {e}", file=sys.stderr)
+        return 3
+    except DiffmechError as e:
+        print(f"diffmech: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("diffmech: interrupted; resume a training run with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

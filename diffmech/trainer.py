@@ -1,0 +1,352 @@
+"""Training: objective + constraints + dual rule + optimizer, one jit-compiled step.
+
+The trainer maximises the setting's objective (revenue for auctions) subject to per-agent
+constraints g_i ≥ 0 measured on the batch:
+
+- ``regret``: ex post regret rgt_i (Dütting et al. 2019, eq. (3)) against misreports cached per
+  training example and refreshed by ``inner_steps`` of projected gradient ascent at every step;
+  omitted for mechanisms that are DSIC by construction;
+- ``ir``: ex post IR shortfall E max(0, −u_i); omitted for mechanisms that are IR by construction.
+
+The dual rule decides how constraints enter the loss and how multipliers move (see
+:class:`~diffmech.config.TrainConfig` for the three rules). The whole state — parameters, optimizer
+state, multipliers, ρ, step, PRNG key and misreport cache — is one pytree (:class:`TrainState`), so
+it can be saved, restored and vmapped over seeds. The Python loop dispatches the compiled step and
+synchronises with the host only every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from . import constraints as C
+from .checkpoint import atomic_write_json, load_resume, read_json, save_published, save_resume
+from .config import Run
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+
+
+class TrainState(eqx.Module):
+    """Everything that changes during training; a pytree of arrays."""
+
+    params: Any
+    opt_state: Any
+    lam: Float[Array, "constraints agents"]
+    rho: Float[Array, ""]
+    step: Int[Array, ""]
+    key: PRNGKeyArray
+    mis_cache: Float[Array, "train_size starts agents dim"]
+    nonfinite: Any  # bool scalar: a non-finite loss was seen since the last check
+
+
+# ----------------------------------------------------------------------------- dual rules
+
+
+class DualRule(eqx.Module):
+    """How constraint values g (constraints × agents) enter the loss and update the multipliers."""
+
+    def penalty(self, lam, rho, g):
+        raise NotImplementedError
+
+    def update(self, lam, rho, g, objective, step):
+        return lam, rho
+
+
+class AugmentedLagrangian(DualRule):
+    """RegretNet schedule: Σλg + ρ/2 Σg²; λ += ρ·g every K steps; ρ += Δ every M steps."""
+
+    lambda_every: int
+    rho_increment: float
+    rho_every: int
+    rho_max: float
+
+    def penalty(self, lam, rho, g):
+        return jnp.sum(lam * g) + 0.5 * rho * jnp.sum(g**2)
+
+    def update(self, lam, rho, g, objective, step):
+        lam = jnp.where((step + 1) % self.lambda_every == 0, lam + rho * g, lam)
+        rho = jnp.where((step + 1) % self.rho_every == 0, jnp.minimum(rho + self.rho_increment, self.rho_max), rho)
+        return lam, rho
+
+
+class Penalty(DualRule):
+    """Fixed linear penalty ρ Σ g."""
+
+    def penalty(self, lam, rho, g):
+        return rho * jnp.sum(g)
+
+
+class RegretBudget(DualRule):
+    """Multipliers driven by log(g/objective) toward a budget that decays geometrically.
+
+    λ_i ← λ_i · exp(rate · (log(g_i / obj) − log b_t)), b_t = b_0 (b_T/b_0)^{t/T}, clipped to
+    [1e-3, 1e6]. The loss is −obj + Σ λ_i g_i.
+    """
+
+    lambda_every: int
+    start: float
+    end: float
+    steps: int
+    rate: float
+
+    def penalty(self, lam, rho, g):
+        return jnp.sum(lam * g)
+
+    def update(self, lam, rho, g, objective, step):
+        frac = jnp.minimum(step / self.steps, 1.0)
+        log_budget = jnp.log(self.start) + frac * (jnp.log(self.end) - jnp.log(self.start))
+        ratio = jnp.log(jnp.maximum(g, 1e-12)) - jnp.log(jnp.maximum(jnp.abs(objective), 1e-12))
+        new = jnp.clip(lam * jnp.exp(self.rate * (ratio - log_budget)), 1e-3, 1e6)
+        return jnp.where((step + 1) % self.lambda_every == 0, new, lam), rho
+
+
+def dual_rule(cfg) -> DualRule:
+    if cfg.method == "augmented_lagrangian":
+        return AugmentedLagrangian(cfg.lambda_every, cfg.rho_increment, cfg.rho_every, cfg.rho_max)
+    if cfg.method == "penalty":
+        return Penalty()
+    return RegretBudget(cfg.lambda_every, cfg.budget_start, cfg.budget_end, cfg.steps, cfg.budget_rate)
+
+
+def constraint_names(mechanism) -> tuple[str, ...]:
+    names = []
+    if not mechanism.dsic_by_construction:
+        names.append("regret")
+    if not mechanism.ir_by_construction:
+        names.append("ir")
+    return tuple(names)
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """The pure pieces of a training run: build with :func:`make_trainer`."""
+
+    setting: Any
+    static: Any  # non-trainable part of the mechanism
+    optimizer: optax.GradientTransformation
+    dual: DualRule
+    names: tuple[str, ...]
+    cfg: Any
+
+    def mechanism(self, params):
+        return eqx.combine(params, self.static)
+
+    def init(self, mechanism, key: PRNGKeyArray, data) -> TrainState:
+        params = eqx.filter(mechanism, eqx.is_inexact_array)
+        n, d = self.setting.n_agents, self.setting.type_dim
+        k_mis, key = jax.random.split(key)
+        if "regret" in self.names:
+            mis = self.setting.sample(k_mis, data.shape[0] * self.cfg.train_starts)
+            mis = mis.reshape(data.shape[0], self.cfg.train_starts, n, d)
+        else:
+            mis = jnp.zeros((0, self.cfg.train_starts, n, d), data.dtype)
+        return TrainState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            lam=jnp.full((len(self.names), n), self.cfg.lambda_init, jnp.float32),
+            rho=jnp.asarray(self.cfg.rho, jnp.float32),
+            step=jnp.asarray(0, jnp.int32),
+            key=key,
+            mis_cache=mis,
+            nonfinite=jnp.asarray(False),
+        )
+
+    def batch_indices(self, step, key):
+        """Indices of this step's batch: a fresh permutation of the training set every epoch."""
+        size, batch = self.cfg.train_size, self.cfg.batch
+        epoch = (step * batch) // size
+        perm = jax.random.permutation(jax.random.fold_in(key, epoch), size)
+        return jax.lax.dynamic_slice(perm, ((step * batch) % size,), (batch,))
+
+    def constraint_values(self, mechanism, types, mis):
+        rows = []
+        for name in self.names:
+            if name == "regret":
+                rows.append(C.regret_from_misreports(mechanism, self.setting, types, mis))
+            elif name == "ir":
+                rows.append(jnp.mean(C.ir_violation(mechanism, self.setting, types), axis=0))
+        if not rows:
+            return jnp.zeros((0, self.setting.n_agents), types.dtype)
+        return jnp.stack(rows)
+
+    def step(self, state: TrainState, data) -> tuple[TrainState, dict]:
+        """One optimiser step (pure; jit it)."""
+        data_key = jax.random.fold_in(state.key, 1)
+        idx = self.batch_indices(state.step, data_key)
+        types = data[idx]
+        mechanism = self.mechanism(state.params)
+        if "regret" in self.names:
+            mis = state.mis_cache[idx]
+            mis, _ = C.ascend_misreports(mechanism, self.setting, types, mis, self.cfg.inner_steps, self.cfg.inner_lr)
+            cache = state.mis_cache.at[idx].set(mis)
+        else:
+            mis, cache = None, state.mis_cache
+
+        def loss_fn(params):
+            mech = self.mechanism(params)
+            out = mech(types)
+            obj = jnp.mean(self.setting.objective_value(types, out))
+            g = self.constraint_values(mech, types, mis)
+            return -obj + self.dual.penalty(state.lam, state.rho, g), (obj, g)
+
+        (loss, (obj, g)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = eqx.apply_updates(state.params, updates)
+        lam, rho = self.dual.update(state.lam, state.rho, g, obj, state.step)
+        new = TrainState(
+            params=params,
+            opt_state=opt_state,
+            lam=lam,
+            rho=rho,
+            step=state.step + 1,
+            key=state.key,
+            mis_cache=cache,
+            nonfinite=state.nonfinite | ~jnp.isfinite(loss),
+        )
+        return new, {"loss": loss, "objective": obj, "g": g, "lam": lam, "rho": rho}
+
+
+def make_trainer(run: Run, mechanism) -> Trainer:
+    _, static = eqx.partition(mechanism, eqx.is_inexact_array)
+    return Trainer(run.setting, static, optax.adam(run.train.lr), dual_rule(run.train), constraint_names(mechanism), run.train)
+
+
+def training_data(run: Run, key: PRNGKeyArray):
+    """The fixed training set (regenerated from the seed on resume)."""
+    return run.setting.sample(key, run.train.train_size)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    mechanism: Any
+    state: TrainState
+    history: list
+    run: Run
+    out_dir: Path | None
+    seconds: float
+
+
+def _record(trainer: Trainer, metrics: dict, step: int, elapsed: float) -> dict:
+    host = jax.device_get(metrics)
+    rec: dict[str, Any] = {"step": step, "time": round(elapsed, 3), "loss": float(host["loss"])}
+    rec[trainer.setting.objective] = float(host["objective"])
+    for c, name in enumerate(trainer.names):
+        rec[name] = [float(x) for x in np.asarray(host["g"][c])]
+    rec["lam"] = {name: [float(x) for x in np.asarray(host["lam"][c])] for c, name in enumerate(trainer.names)}
+    if trainer.names:
+        rec["rho"] = float(host["rho"])
+    return rec
+
+
+def _finite_tree(tree) -> bool:
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if eqx.is_inexact_array(x)]
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+
+
+def train(
+    run: Run,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train the mechanism described by ``run`` (a resolved config).
+
+    With ``out_dir``, writes a checkpoint every ``ckpt_every`` steps (weights, config, manifest,
+    history) plus resume state under ``out_dir/resume``; ``resume=True`` continues from it.
+    Raises :class:`TrainingDiverged` if the loss or the parameters become non-finite; the last
+    good checkpoint is kept.
+    """
+    cfg = run.train
+    if not run.trainable:
+        raise ConfigError(f"mechanism {run.mechanism_cfg['kind']!r} is analytic and has nothing to train; use 'diffmech eval'")
+    out = Path(out_dir) if out_dir is not None else None
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_data, k_state = jax.random.split(key, 3)
+    mechanism = run.build_mechanism(k_init)
+    trainer = make_trainer(run, mechanism)
+    data = training_data(run, k_data)
+    state = trainer.init(mechanism, k_state, data)
+    history: list[dict] = []
+    config_toml = run.to_toml()
+
+    if resume:
+        if out is None or not (out / "resume" / "state.json").exists():
+            raise CheckpointError(f"nothing to resume in {out}; run without --resume to start fresh")
+        saved_cfg = (out / "config.toml").read_text() if (out / "config.toml").exists() else None
+        if saved_cfg is not None and _strip_steps(saved_cfg) != _strip_steps(config_toml):
+            raise ConfigError(f"{out} was started with a different config; use the same config (train.steps may change) or a new --out")
+        state, meta = load_resume(out, state)
+        history = [r for r in read_json(out / "history.json", "history") if r["step"] <= int(state.step)] if (out / "history.json").exists() else []
+    elif out is not None and (out / "resume" / "state.json").exists():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+    step_fn = eqx.filter_jit(trainer.step)
+    start = int(state.step)
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True, leave=True)
+    last_saved = start
+    metrics = None
+    try:
+        for step in range(start, cfg.steps):
+            state, metrics = step_fn(state, data)
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                rec = _record(trainer, metrics, done, time.perf_counter() - t0)
+                if bool(state.nonfinite) or not np.isfinite(rec["loss"]):
+                    raise TrainingDiverged(
+                        f"training diverged before step {done} (non-finite loss); "
+                        + (f"the last good checkpoint (step {last_saved}) is kept in {out}; " if out is not None and last_saved > 0 else "")
+                        + "lower train.lr or the penalty (train.rho) and try again"
+                    )
+                history.append(rec)
+                if callback is not None:
+                    callback(rec)
+                if bar is not None:
+                    post = {trainer.setting.objective[:3]: f"{rec[trainer.setting.objective]:.4f}"}
+                    if "regret" in rec:
+                        post["rgt"] = f"{np.mean(rec['regret']):.2e}"
+                    bar.set_postfix(post)
+            if out is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+                if not _finite_tree(state.params):
+                    raise TrainingDiverged(
+                        f"parameters became non-finite before step {done}; the last good checkpoint (step {last_saved}) is kept in {out}; lower train.lr"
+                    )
+                _save(out, trainer, state, history, config_toml, cfg.seed, done)
+                last_saved = done
+    finally:
+        if bar is not None:
+            bar.close()
+    return TrainResult(trainer.mechanism(state.params), state, history, run, out, time.perf_counter() - t0)
+
+
+def _strip_steps(toml_text: str) -> str:
+    return "\n".join(line for line in toml_text.splitlines() if not line.startswith("steps ="))
+
+
+def _save(out: Path, trainer: Trainer, state: TrainState, history: list, config_toml: str, seed: int, step: int):
+    save_published(out, trainer.mechanism(state.params), config_toml, seed=seed, step=step)
+    atomic_write_json(out / "history.json", history)
+    save_resume(out, state, {"step": step, "seed": seed})
