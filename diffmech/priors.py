@@ -5,8 +5,8 @@ Every prior offers sampling, ``cdf``, ``pdf`` (for a discrete prior: the probabi
 
     φ(v) = v − (1 − F(v)) / f(v)                                   (Myerson 1981, eq. 3.11)
 
-and the *ironed* virtual value φ̄: with q = F(v) and H(q) = ∫_0^q φ(F⁻¹(s)) ds, φ̄(v) is the
-derivative of the convex hull of H at F(v) (equivalently, minus the slope of the concave hull of the
+and the *ironed* virtual value φ̄: with q = F(v) and H(q) = ∫_0^q φ(F⁻¹(s)) ds (where F has a gap,
+H is (I1) below, which adds a jump), φ̄(v) is the derivative of the convex hull of H at F(v) (equivalently, minus the slope of the concave hull of the
 revenue curve R(q') = q'·F⁻¹(1 − q') at q' = 1 − F(v)). φ̄ equals φ where φ is increasing and is
 constant on each ironing interval.
 
@@ -111,8 +111,9 @@ class Prior(eqx.Module):
     that knows them in closed form (or knows the prior is regular) sets ``self._ironing`` in its
     ``__init__`` (``()`` for a regular prior); otherwise :func:`compute_ironing` runs right after
     ``__init__`` (skipped when the subclass overrides ``ironed_virtual_value``). A discrete
-    subclass (``discrete = True``) must implement ``virtual_value`` and ``ironed_virtual_value``. A subclass whose density jumps or vanishes inside the support should return those
-    points from :meth:`_breakpoints` so the numeric hull can place contacts on them exactly.
+    subclass (``discrete = True``) must implement ``virtual_value`` and ``ironed_virtual_value``.
+    A subclass whose density jumps or vanishes inside the support should return those points from
+    :meth:`_breakpoints` so that the numeric hull can place contacts on them exactly.
     Build priors through their constructor (not ``eqx.tree_at``), so that precomputed tables stay
     consistent with the parameters.
     """
