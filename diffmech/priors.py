@@ -556,7 +556,7 @@ class UniformMixture(Prior):
     _c: tuple[float, ...]  # C_k = F(b_k)
     _d: tuple[float, ...]  # density on piece k
     _d_eff: tuple[float, ...]  # density used by φ on piece k (next piece's on a gap)
-    _v_eff: tuple[float, ...]  # NaN, or the gap's right end on a gap piece
+    _gap: tuple[float, ...]  # 1.0 on a gap piece (zero density), else 0.0 (no NaNs: modules compare equal)
     name: ClassVar[str] = "uniform_mixture"
     summary: ClassVar[str] = (
         "U[low1, high1] with probability weight, else U[low2, high2]; keys low1, high1, low2, high2, weight"
@@ -588,16 +588,16 @@ class UniformMixture(Prior):
             c.append(c[-1] + dk * (b[k + 1] - b[k]))
         c = [ck / c[-1] for ck in c]
         c[-1] = 1.0
-        d_eff, v_eff = [], []
+        d_eff, gap = [], []
         for k, dk in enumerate(dens):
             if dk > 0:
                 d_eff.append(dk)
-                v_eff.append(float("nan"))
+                gap.append(0.0)
             else:  # a gap is never the last piece and is followed by a piece of positive density
                 d_eff.append(dens[k + 1])
-                v_eff.append(b[k + 1])
+                gap.append(1.0)
         self._b, self._c, self._d = tuple(b), tuple(c), tuple(dens)
-        self._d_eff, self._v_eff = tuple(d_eff), tuple(v_eff)
+        self._d_eff, self._gap = tuple(d_eff), tuple(gap)
 
     @property
     def low(self) -> float:
@@ -635,8 +635,8 @@ class UniformMixture(Prior):
     def virtual_value(self, v):
         v = _as_float(v)
         k = self._piece(v)
-        v_gap = _const(self._v_eff, v)[k]
-        z = jnp.where(jnp.isnan(v_gap), v, v_gap)  # inside a gap: evaluate at its right end
+        in_gap = _const(self._gap, v)[k] > 0
+        z = jnp.where(in_gap, _const(self._b, v)[k + 1], v)  # inside a gap: evaluate at its right end
         return z - (1.0 - self.cdf(z)) / _const(self._d_eff, v)[k]
 
     def to_config(self):

@@ -37,12 +37,12 @@ quadrature error: if |ε(b)| bounds the error of the integral at report b, a mis
 The integrand is a sigmoid of slope (dh/dx)/τ in x, analytic except at the kinks of h; the
 error depends on the ratio of the panel width x_i/P to the transition width τ/(dh/dx), and is
 dominated by the kinks of h inside the transition (where the derivative of the integrand jumps),
-so it decays like (x_i/P)^2..(x_i/P)^3. Measured at the defaults (τ = 0.02, 128 nodes in 32
+so it decays like (x_i/P)^2..(x_i/P)^3. Measured with 10×10 pieces (τ = 0.02, 128 nodes in 32
 panels of 4) against scipy's adaptive quadrature in float64, over 120 random initialisations of
 three asymmetric bidders (10 profiles each, including bids at the top of the supports), the
 payment error relative to the support width u_i − ℓ_i was: mean ≈ 1.4e-6, median of the
-per-initialisation worst ≈ 1.1e-5, overall worst 8.4e-5 (64 nodes: worst 1.4e-4; 256 nodes:
-1.7e-5; 1024 nodes: 7e-7). The float32 computation adds ~1e-7. So DSIC holds up to
+per-initialisation worst ≈ 1.2e-5, overall worst 8.4e-5 (64 nodes: worst 2.7e-4; 256 nodes:
+1.4e-5; 1024 nodes: 1.4e-6). The float32 computation adds ~1e-7. So DSIC holds up to
 ≈ 2e-4·(u_i − ℓ_i) at initialisation. The error grows if training steepens h (dh/dx/τ larger):
 raise ``quad_nodes`` (cost is linear in it) or ``temperature`` in that case.
 
@@ -78,10 +78,10 @@ from ...errors import ConfigError
 from ...outcome import Outcome
 from ..base import Mechanism
 
-DEFAULT_GROUPS = 10
-DEFAULT_UNITS = 10
+DEFAULT_GROUPS = 5
+DEFAULT_UNITS = 5
 DEFAULT_TEMPERATURE = 0.02
-DEFAULT_QUAD_NODES = 128
+DEFAULT_QUAD_NODES = 64
 DEFAULT_QUAD_ORDER = 4
 OPTIONS = ("groups", "units", "shared", "temperature", "quad_nodes", "quad_order")
 
@@ -172,8 +172,8 @@ class MonotoneNet(Mechanism):
     """Per-bidder monotone min-max networks, softmax allocation, Myerson payments by quadrature.
 
     See the module docstring for the mathematics. Options (``from_config``): ``groups`` (G,
-    default 10), ``units`` (K, default 10), ``shared`` (one h for all bidders, default false),
-    ``temperature`` (τ > 0 on the h scale, default 0.02), ``quad_nodes`` (default 128, a multiple
+    default 5), ``units`` (K, default 5), ``shared`` (one h for all bidders, default false),
+    ``temperature`` (τ > 0 on the h scale, default 0.02), ``quad_nodes`` (default 64, a multiple
     of ``quad_order``), ``quad_order`` (Gauss–Legendre nodes per panel, default 4).
     """
 

@@ -1,0 +1,153 @@
+"""Throughput benchmark: regret attack and training step against a large matrix product.
+
+    python experiments/bench.py [--size small|large] [--json PATH] [--markdown PATH]
+
+For each kernel it prints the throughput in profile-misreport evaluations per second (one
+evaluation = the mechanism run on one profile in which one agent misreports) and the achieved
+FLOP/s (XLA's cost model of the compiled kernel divided by the measured time), next to the FLOP/s
+of a large float32 matrix product measured in the same run, so that the ratio is meaningful on a
+shared, noisy machine. Every timing is the median of several runs after a warm-up (compilation
+excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+import diffmech as dm
+from diffmech import constraints as C
+from diffmech._compat import flops_of
+from diffmech.trainer import make_trainer, training_data
+
+
+def _time(fn, *args, repeats=5):
+    jax.block_until_ready(fn(*args))  # warm-up / compile
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _compiled_flops(fn, *args):
+    try:
+        return flops_of(jax.jit(fn).lower(*args).compile())
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def bench_matmul(n):
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    t = _time(f, a, b)
+    return {"kernel": f"matmul {n}x{n} float32", "seconds": t, "flops_per_s": 2 * n**3 / t}
+
+
+def _setting_cfg(n):
+    return {"kind": "single_item", "prior": {"dist": "uniform", "low": 0.0, "high": 1.0}, "n_agents": n}
+
+
+def bench_attack(mech_cfg, n, batch, grid_points, label):
+    run = dm.resolve({"setting": _setting_cfg(n), "mechanism": mech_cfg})
+    mech = run.build_mechanism(jax.random.PRNGKey(0))
+    params, static = eqx.partition(mech, eqx.is_array)
+    setting = run.setting
+    types = setting.sample(jax.random.PRNGKey(1), batch)
+    grid = setting.attack_grid(grid_points).astype(types.dtype)
+
+    def f(p, t, g):
+        return C.grid_gains(eqx.combine(p, static), setting, t, g)[0]
+
+    t = _time(jax.jit(f), params, types, grid)
+    evals = batch * grid_points * n
+    flops = _compiled_flops(f, params, types, grid)
+    return {
+        "kernel": f"grid attack, {label}, {n} bidders, {batch} profiles x {grid_points} reports",
+        "seconds": t,
+        "evals_per_s": evals / t,
+        "flops_per_s": flops / t if flops else None,
+    }
+
+
+def bench_train_step(mech_cfg, n, batch, label, inner_steps=25):
+    cfg = {
+        "setting": _setting_cfg(n),
+        "mechanism": mech_cfg,
+        "train": {"batch": batch, "train_size": batch * 8, "inner_steps": inner_steps},
+    }
+    run = dm.resolve(cfg)
+    mech = run.build_mechanism(jax.random.PRNGKey(0))
+    trainer = make_trainer(run, mech)
+    data = training_data(run, jax.random.PRNGKey(1))
+    state = trainer.init(mech, jax.random.PRNGKey(2), data)
+    step = eqx.filter_jit(trainer.step)
+
+    def run_step(s):
+        return step(s, data)[0].params
+
+    t = _time(run_step, state)
+    # evaluations: truthful batch + (inner ascent steps + final regret) misreports per agent
+    has_regret = "regret" in trainer.names
+    evals = batch * (1 + (n * run.train.train_starts * (inner_steps + 1) if has_regret else 0))
+    flops = _compiled_flops(lambda s, d: trainer.step(s, d)[0], state, data)
+    return {
+        "kernel": f"train step, {label}, {n} bidders, batch {batch}" + (f", {inner_steps} inner steps" if has_regret else ""),
+        "seconds": t,
+        "evals_per_s": evals / t,
+        "flops_per_s": flops / t if flops else None,
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", choices=("small", "large"), default="small", help="small: CPU-sized; large: GPU-sized")
+    p.add_argument("--json", help="write results as JSON here")
+    p.add_argument("--markdown", help="write a Markdown table here")
+    args = p.parse_args(argv)
+    large = args.size == "large"
+    dev = jax.devices()[0]
+    results = [bench_matmul(8192 if large else 2048)]
+    rn = {"kind": "regretnet", "hidden": [100, 100, 100]}
+    mono = {"kind": "monotone"}
+    b = 4096 if large else 256
+    results.append(bench_attack(rn, 2, b, 1000, "regretnet 3x100"))
+    results.append(bench_attack(mono, 2, b, 1000, "monotone"))
+    results.append(bench_train_step(rn, 2, 8192 if large else 512, "regretnet 3x100"))
+    results.append(bench_train_step(mono, 2, 8192 if large else 512, "monotone"))
+    mm = results[0]["flops_per_s"]
+    for r in results[1:]:
+        r["fraction_of_matmul"] = r["flops_per_s"] / mm if r.get("flops_per_s") else None
+    meta = {"device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}", "devices": jax.device_count(), "jax": jax.__version__, "python": platform.python_version(), "size": args.size}
+    lines = [
+        f"device: {meta['device']} ({meta['devices']} device(s)), jax {meta['jax']}",
+        "",
+        "| kernel | time (ms) | evaluations/s | GFLOP/s | of matmul |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ev = f"{r['evals_per_s']:.3g}" if r.get("evals_per_s") else "-"
+        gf = f"{r['flops_per_s'] / 1e9:.1f}" if r.get("flops_per_s") else "-"
+        frac = f"{100 * r['fraction_of_matmul']:.1f}%" if r.get("fraction_of_matmul") else "-"
+        lines.append(f"| {r['kernel']} | {1e3 * r['seconds']:.2f} | {ev} | {gf} | {frac} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
