@@ -130,7 +130,10 @@ def minmax(x: Array, w: Array, beta: Array) -> Array:
 
 @jax.jit  # jitted even when the mechanism is called eagerly, so the pieces are never materialised
 def _minmax_value(x: Array, w: Array, beta: Array) -> Array:
-    return jnp.min(jnp.max(x[..., None, None] * w[:, None] + beta[:, None], axis=-1), axis=-1)
+    # The barrier keeps XLA from fusing the two reductions into one: on GPU that nested fusion
+    # took over five minutes to compile at attack sizes (H100, jax 0.11); apart it takes seconds.
+    group_max = jax.lax.optimization_barrier(jnp.max(x[..., None, None] * w[:, None] + beta[:, None], axis=-1))
+    return jnp.min(group_max, axis=-1)
 
 
 @jax.jit
@@ -138,7 +141,9 @@ def _active_piece(x: Array, w: Array, beta: Array) -> tuple[Array, Array]:
     """(net index, flat index g*·K + k*) of the active piece at each point."""
     nets, _, units = w.shape
     net = jnp.zeros((1, 1), jnp.int32) if nets == 1 else jnp.arange(nets).reshape((nets, 1))
-    group_max = jnp.max(x[..., None, None] * w[:, None] + beta[:, None], axis=-1)  # (..., agents, points, G)
+    group_max = jax.lax.optimization_barrier(  # see _minmax_value
+        jnp.max(x[..., None, None] * w[:, None] + beta[:, None], axis=-1)
+    )  # (..., agents, points, G)
     g_best = jnp.argmin(group_max, axis=-1)  # (..., agents, points)
     in_group = x[..., None] * w[net, g_best] + beta[net, g_best]  # (..., agents, points, K)
     k_best = jnp.argmax(in_group, axis=-1)
