@@ -243,6 +243,7 @@ class TrainResult:
 
 def _record(trainer: Trainer, metrics: dict, step: int, elapsed: float) -> dict:
     host = jax.device_get(metrics)
+    # loss, objective and constraint values are means over the steps since the last record
     rec: dict[str, Any] = {"step": step, "time": round(elapsed, 3), "loss": float(host["loss"])}
     rec[trainer.setting.objective] = float(host["objective"])
     for c, name in enumerate(trainer.names):
@@ -251,6 +252,19 @@ def _record(trainer: Trainer, metrics: dict, step: int, elapsed: float) -> dict:
     if trainer.names:
         rec["rho"] = float(host["rho"])
     return rec
+
+
+_AVERAGED = ("loss", "objective", "g")
+
+
+def _accumulate(acc, metrics):
+    """Running sums of the logged quantities over a logging interval."""
+    part = {k: metrics[k] for k in _AVERAGED}
+    return part if acc is None else jax.tree_util.tree_map(jnp.add, acc, part)
+
+
+def _mean(acc, count):
+    return jax.tree_util.tree_map(lambda x: x / count, acc)
 
 
 def _finite_tree(tree) -> bool:
@@ -298,6 +312,7 @@ def train(
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
     step_fn = eqx.filter_jit(trainer.step)
+    accumulate = eqx.filter_jit(_accumulate)
     start = int(state.step)
     t0 = time.perf_counter()
     bar = None
@@ -306,15 +321,17 @@ def train(
 
         bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True, leave=True)
     last_saved = start
-    metrics = None
+    acc, count = None, 0
     try:
         for step in range(start, cfg.steps):
             state, metrics = step_fn(state, data)
+            acc, count = accumulate(acc, metrics), count + 1  # on device: no host sync
             done = step + 1
             if bar is not None:
                 bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
-                rec = _record(trainer, metrics, done, time.perf_counter() - t0)
+                rec = _record(trainer, {**metrics, **_mean(acc, count)}, done, time.perf_counter() - t0)
+                acc, count = None, 0
                 if bool(state.nonfinite) or not np.isfinite(rec["loss"]):
                     raise TrainingDiverged(
                         f"training diverged before step {done} (non-finite loss); "
