@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ...outcome import Outcome
 from ..base import Mechanism
-from .second_price import _float_dtype, _parse_reserve
+from .second_price import _parse_reserve, highest_bidders
 
 
 class FirstPrice(Mechanism):
@@ -41,12 +40,5 @@ class FirstPrice(Mechanism):
         return cls(reserve=_parse_reserve(options, cls.kind))
 
     def __call__(self, reports: Float[Array, "batch agents 1"]) -> Outcome:
-        reports = jnp.asarray(reports)
-        dtype = _float_dtype(reports)
-        b = reports[..., 0].astype(dtype)
-        r = jnp.asarray(self.reserve, dtype)
-        top = b.max(axis=1, keepdims=True)
-        winners = (b == top) & (top >= r)
-        count = jnp.maximum(winners.sum(axis=1, keepdims=True), 1).astype(dtype)
-        alloc = jnp.where(winners, 1.0 / count, 0.0).astype(dtype)
+        b, alloc = highest_bidders(reports, self.reserve)
         return Outcome(alloc=alloc[..., None], payments=alloc * b)

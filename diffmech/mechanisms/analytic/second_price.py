@@ -54,6 +54,18 @@ def _parse_reserve(options: dict[str, Any], kind: str) -> float:
     return float(reserve)
 
 
+def highest_bidders(reports: Float[Array, "batch agents 1"], reserve: float):
+    """Bids (batch, agents) and the allocation that gives the item to the highest bid ≥ reserve,
+    ties split evenly: a_i = 1{b_i = max_j b_j ≥ r} / #{j : b_j = max_j b_j}."""
+    reports = jnp.asarray(reports)
+    dtype = _float_dtype(reports)
+    b = reports[..., 0].astype(dtype)
+    top = b.max(axis=1, keepdims=True)
+    winners = (b == top) & (top >= jnp.asarray(reserve, dtype))
+    count = jnp.maximum(winners.sum(axis=1, keepdims=True), 1).astype(dtype)
+    return b, jnp.where(winners, 1.0 / count, 0.0).astype(dtype)
+
+
 def _no_options(options: dict[str, Any], kind: str, why: str) -> None:
     if options:
         raise ConfigError(f"unknown option(s) for mechanism {kind!r}: {', '.join(sorted(options))}; it takes none ({why})")
@@ -79,18 +91,10 @@ class SecondPrice(Mechanism):
         return cls(reserve=_parse_reserve(options, cls.kind))
 
     def __call__(self, reports: Float[Array, "batch agents 1"]) -> Outcome:
-        reports = jnp.asarray(reports)
-        dtype = _float_dtype(reports)
-        b = reports[..., 0].astype(dtype)
-        n = b.shape[1]
-        r = jnp.asarray(self.reserve, dtype)
-        top = b.max(axis=1, keepdims=True)
-        winners = (b == top) & (top >= r)
-        count = jnp.maximum(winners.sum(axis=1, keepdims=True), 1).astype(dtype)
-        alloc = jnp.where(winners, 1.0 / count, 0.0).astype(dtype)
-        eye = jnp.eye(n, dtype=bool)
+        b, alloc = highest_bidders(reports, self.reserve)
+        eye = jnp.eye(b.shape[1], dtype=bool)
         competing = jnp.where(eye[None], -jnp.inf, b[:, None, :]).max(axis=-1)  # max_{j≠i} b_j
-        price = jnp.maximum(r, competing)
+        price = jnp.maximum(jnp.asarray(self.reserve, b.dtype), competing)
         pay = alloc * price
         return Outcome(alloc=alloc[..., None], payments=pay)
 
