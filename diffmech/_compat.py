@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
 
 
@@ -32,7 +30,3 @@ def flops_of(compiled) -> float | None:
     flops = cost.get("flops")
     return float(flops) if flops is not None and flops > 0 else None
 
-
-@contextlib.contextmanager
-def nullcontext():
-    yield

@@ -138,8 +138,15 @@ def save_published(directory: Path, mechanism, config_toml: str, *, seed: int, s
     """Write weights, config and manifest of a checkpoint atomically (manifest last)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    current = {}
+    if (directory / MANIFEST).exists():
+        try:
+            current = json.loads((directory / MANIFEST).read_text())
+        except (OSError, ValueError):
+            current = {}
     for stale in directory.glob("weights.step*.eqx"):
-        stale.unlink(missing_ok=True)
+        if stale.name != current.get("staged_weights"):  # the manifest may still point at it
+            stale.unlink(missing_ok=True)
     weights = serialise(mechanism)
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -37,6 +37,9 @@ samples = 10000
 """
 
 
+DEMO_MARKER = ".diffmech-demo"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
         self.exit(2, f"diffmech: error: {message} (see 'diffmech {self.prog.split()[-1] if ' ' in self.prog else ''} --help')\n".replace("diffmech  --help", "diffmech --help"))
@@ -107,6 +110,11 @@ def _load_target(target: str, overrides=()):
 
     path = Path(target)
     if path.is_dir():
+        bad = [o for o in overrides if not o.strip().startswith("eval.")]
+        if bad:
+            raise DiffmechError(
+                f"--set {bad[0]!r}: a checkpoint's setting and mechanism are fixed; only eval.* keys can be overridden"
+            )
         ck = load(path)
         run = resolve(apply_overrides(ck.config, list(overrides)))
         return ck.mechanism, ck.setting, run, path.name
@@ -191,14 +199,16 @@ def cmd_demo(args) -> int:
 
     out = Path(args.out)
     if out.exists():
-        if not (out / "manifest.json").exists() and any(out.iterdir()):
-            raise DiffmechError(f"{out} exists and is not a diffmech run directory; choose another --out")
-        shutil.rmtree(out)
+        if not out.is_dir() or not (out / DEMO_MARKER).exists():
+            raise DiffmechError(f"{out} exists and was not written by 'diffmech demo'; choose another --out")
+        shutil.rmtree(out)  # only ever a previous demo's output
     cfg = parse_toml(DEMO_CONFIG, "demo config")
     if args.steps is not None:
         cfg = apply_overrides(cfg, [f"train.steps={args.steps}"])
     run = resolve(cfg)
     print(f"diffmech demo: {run.setting.describe()}; mechanism {run.mechanism_cfg['kind']} (DSIC by construction)")
+    out.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("written by 'diffmech demo'; the next demo replaces this directory\n")
     result = train(run, out, progress=not args.no_progress)
     metrics, figs = _finish_training(result, out, True, not args.no_progress)
     print(f"trained {run.train.steps} steps in {result.seconds:.1f} s")

@@ -132,7 +132,7 @@ class EvalConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"eval.{name} must be a non-negative integer, got {v!r}")
-        if not _is_number(self.attack_lr) or not self.attack_lr > 0:
+        if not _is_number(self.attack_lr) or not self.attack_lr > 0 or not math.isfinite(self.attack_lr):
             raise ConfigError(f"eval.attack_lr must be a positive number, got {self.attack_lr!r}")
 
 
@@ -259,7 +259,7 @@ def resolve(cfg: dict) -> Run:
         raise ConfigError("the config has no [mechanism] table; add one with kind = \"regretnet\" (or see 'diffmech list')")
     setting = setting_from_config(cfg["setting"])
     mcfg = cfg["mechanism"]
-    if not isinstance(mcfg, dict) or mcfg.get("kind") not in MECHANISMS:
+    if not isinstance(mcfg, dict) or not isinstance(mcfg.get("kind"), str) or mcfg.get("kind") not in MECHANISMS:
         kind = mcfg.get("kind") if isinstance(mcfg, dict) else None
         raise ConfigError(f"unknown mechanism kind {kind!r}; choose one of: {', '.join(MECHANISMS)}")
     train = _dataclass_from(TrainConfig, cfg.get("train"), "train")

@@ -172,11 +172,12 @@ def evaluate(
         metrics["revenue"], metrics["revenue_se"] = _mean_se(rev)
     metrics["welfare"], metrics["welfare_se"] = _mean_se(wel)
     gains = regret_attack(mechanism, setting, types, k_attack, cfg, progress=progress)
-    metrics["regret_mean"], metrics["regret_mean_se"] = _mean_se(gains)
+    # standard errors over profiles (agents within a profile are not independent)
+    metrics["regret_mean"], metrics["regret_mean_se"] = _mean_se(gains.mean(axis=1))
     metrics["regret_max"] = float(gains.max())
     tr = training_regret_estimate(mechanism, setting, types, k_train, train_cfg, cfg.chunk)
-    metrics["train_regret_mean"], metrics["train_regret_mean_se"] = _mean_se(tr)
-    metrics["ir_violation"], metrics["ir_violation_se"] = _mean_se(irv)
+    metrics["train_regret_mean"], metrics["train_regret_mean_se"] = _mean_se(tr.mean(axis=1))
+    metrics["ir_violation"], metrics["ir_violation_se"] = _mean_se(irv.mean(axis=1))
     metrics["ir_violation_max"] = float(irv.max())
     if benchmarks:
         from .mechanisms import mechanism_from_config

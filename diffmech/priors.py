@@ -803,7 +803,7 @@ def prior_from_config(cfg: Any, where: str = "prior") -> Prior:
     dist = cfg.pop("dist", None)
     if dist is None:
         raise ConfigError(f"{where} has no 'dist'; choose one of: {', '.join(PRIORS)}")
-    if dist not in PRIORS:
+    if not isinstance(dist, str) or dist not in PRIORS:
         raise ConfigError(f"{where}: unknown distribution {dist!r}; choose one of: {', '.join(PRIORS)}")
     cls = PRIORS[dist]
     try:

@@ -155,8 +155,8 @@ class Trainer:
         return TrainState(
             params=params,
             opt_state=self.optimizer.init(params),
-            lam=jnp.full((len(self.names), n), self.cfg.lambda_init, jnp.float32),
-            rho=jnp.asarray(self.cfg.rho, jnp.float32),
+            lam=jnp.full((len(self.names), n), self.cfg.lambda_init, data.dtype),
+            rho=jnp.asarray(self.cfg.rho, data.dtype),
             step=jnp.asarray(0, jnp.int32),
             key=key,
             mis_cache=mis,
@@ -308,7 +308,8 @@ def train(
             raise ConfigError(f"{out} was started with a different config; use the same config (train.steps may change) or a new --out")
         state, meta = load_resume(out, state)
         history = [r for r in read_json(out / "history.json", "history") if r["step"] <= int(state.step)] if (out / "history.json").exists() else []
-    elif out is not None and (out / "resume" / "state.json").exists():
+        (out / "metrics.json").unlink(missing_ok=True)  # it described the weights about to change
+    elif out is not None and ((out / "resume" / "state.json").exists() or (out / "manifest.json").exists()):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
     step_fn = eqx.filter_jit(trainer.step)

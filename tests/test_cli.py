@@ -137,3 +137,39 @@ def test_list_names_every_registered_kind(capsys):
     out = capsys.readouterr().out
     for name in list(MECHANISMS) + list(PRIORS) + ["single_item"]:
         assert name in out
+
+
+def test_runs_are_never_overwritten_or_deleted_by_accident(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD)
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(run), "--no-progress", "--no-eval"]) == 0
+    # a published copy (no resume state) is not silently retrained either
+    import shutil
+
+    published = tmp_path / "published"
+    shutil.copytree(run, published, ignore=shutil.ignore_patterns("resume"))
+    before = {p.name: p.read_bytes() for p in published.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--out", str(published), "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    # demo refuses to replace a directory it did not write, and a plain file
+    assert main(["demo", "--out", str(published), "--no-progress"]) == 2
+    assert main(["demo", "--out", str(cfg), "--no-progress"]) == 2
+    assert "not written by 'diffmech demo'" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in published.iterdir() if p.is_file()} == before
+    assert cfg.read_text() == GOOD
+
+
+def test_checkpoint_eval_rejects_setting_overrides_and_non_string_kinds(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(GOOD)
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(run), "--no-progress", "--no-eval"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--set", "setting.priors.0.high=5.0"]) == 2
+    assert "only eval.* keys" in capsys.readouterr().err
+    for key in ("setting.kind", "mechanism.kind", "setting.priors.0.dist"):
+        assert main(["train", str(cfg), "--set", f"{key}=[1]", "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "unknown" in err

@@ -47,7 +47,6 @@ def test_monotone_net_revenue_rises_toward_myerson():
     after = dm.evaluate(res.mechanism, run.setting, QUICK_EVAL, benchmarks=False)
     se = before["revenue_se"] + after["revenue_se"]
     assert after["revenue"] > before["revenue"] + 2 * se
-    print(before["revenue"], after["revenue"])
     assert after["revenue"] < 13 / 6 + 4 * after["revenue_se"]  # cannot beat the optimum (DSIC)
     assert after["regret_mean"] < 1e-3
 
@@ -198,3 +197,19 @@ def test_weights_that_match_the_checksum_but_not_the_config_are_rejected(tmp_pat
     other = dm.resolve(json.loads(json.dumps({**BASE, "mechanism": {"kind": "regretnet", "hidden": [8]}})))
     with pytest.raises(CheckpointError, match="does not match"):
         deserialise(serialise(other.build_mechanism(jax.random.PRNGKey(0))), small, "weights")
+
+
+def test_training_step_compiles_once(monkeypatch):
+    """The jitted step is traced once; later steps reuse the compiled code (no retracing)."""
+    from diffmech.trainer import Trainer
+
+    traces = []
+    original = Trainer.step
+
+    def counting_step(self, state, data):
+        traces.append(1)  # runs only while tracing
+        return original(self, state, data)
+
+    monkeypatch.setattr(Trainer, "step", counting_step)
+    dm.train(dm.resolve(_cfg(steps=30, log_every=5)))
+    assert len(traces) == 1

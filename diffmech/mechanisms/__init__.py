@@ -29,7 +29,7 @@ def mechanism_from_config(setting, cfg: Any, key: jax.Array | None = None) -> Me
         raise ConfigError("the config needs a [mechanism] table with a 'kind'")
     options = dict(cfg)
     kind = options.pop("kind", None)
-    if kind not in MECHANISMS:
+    if not isinstance(kind, str) or kind not in MECHANISMS:
         raise ConfigError(f"unknown mechanism kind {kind!r}; choose one of: {', '.join(MECHANISMS)}")
     if key is None:
         key = jax.random.PRNGKey(0)

@@ -15,7 +15,7 @@ def setting_from_config(cfg: Any) -> Setting:
     if not isinstance(cfg, dict):
         raise ConfigError("the config needs a [setting] table with a 'kind'")
     kind = cfg.get("kind")
-    if kind not in SETTINGS:
+    if not isinstance(kind, str) or kind not in SETTINGS:
         raise ConfigError(f"unknown setting kind {kind!r}; choose one of: {', '.join(SETTINGS)}")
     return SETTINGS[kind].from_config(cfg)
 

@@ -103,11 +103,11 @@ class Myerson(Mechanism):
 
     # ------------------------------------------------------------------ helpers
     def ironed_virtual_values(self, z: Float[Array, "batch agents"]) -> Float[Array, "batch agents"]:
-        """φ̄_i(z[:, i]) for every bidder, in z's dtype (one call per distinct prior object)."""
+        """φ̄_i(z[:, i]) for every bidder, in z's dtype (one call per distinct prior)."""
         n = len(self.priors)
-        groups: dict[int, list[int]] = {}
+        groups: dict[str, list[int]] = {}
         for i, p in enumerate(self.priors):
-            groups.setdefault(id(p), []).append(i)
+            groups.setdefault(repr(p.to_config()), []).append(i)
         if len(groups) == 1:
             return jnp.asarray(self.priors[0].ironed_virtual_value(z), dtype=z.dtype)
         cols: list[Any] = [None] * n

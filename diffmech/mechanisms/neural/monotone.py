@@ -299,7 +299,8 @@ class MonotoneNet(Mechanism):
         dtype = jnp.result_type(reports.dtype, self.raw_w.dtype)
         if not jnp.issubdtype(dtype, jnp.floating):
             dtype = self.raw_w.dtype
-        bids = reports[..., 0].astype(dtype)
+        # reports outside the support are treated as its nearest end (as Myerson does)
+        bids = jnp.clip(reports[..., 0].astype(dtype), jnp.asarray(self.low, dtype), jnp.asarray(self.high, dtype))
         t_np, w_np = composite_gauss_legendre(self.quad_nodes, self.quad_order)
         t, omega = jnp.asarray(t_np, dtype), jnp.asarray(w_np, dtype)
         own, path, rest = self._logits_and_rest(bids, t)
