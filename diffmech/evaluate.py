@@ -72,6 +72,24 @@ def _gradient_attack(mechanism, setting, types, starts, steps: int, lr: float):
     return jnp.max(best, axis=1)
 
 
+def _grid_search(mechanism, setting, types, grid, points_per_call: int):
+    """Best gain and report over the whole grid, in pieces of ``points_per_call`` own reports
+    (the last piece padded with its final point) so that memory stays bounded for any grid."""
+    best = report = None
+    for a, b in _chunks(grid.shape[1], points_per_call):
+        piece = grid[:, a:b]
+        if b - a < points_per_call:
+            piece = jnp.concatenate([piece, jnp.repeat(piece[:, -1:], points_per_call - (b - a), axis=1)], axis=1)
+        g_best, g_report = _grid_attack(mechanism, setting, types, piece)
+        if best is None:
+            best, report = g_best, g_report
+        else:
+            better = g_best > best
+            best = jnp.where(better, g_best, best)
+            report = jnp.where(better[..., None], g_report, report)
+    return best, report
+
+
 def _mean_se(x: np.ndarray) -> tuple[float, float]:
     x = np.asarray(x, dtype=np.float64).ravel()
     se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0
@@ -86,8 +104,10 @@ def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig()
     n_grid = 0 if grid is None else grid.shape[1]
     n_random = 0 if grid is not None else cfg.attack_starts
     starts_per = n_random + (1 if grid is not None else 0)
-    # profiles per compiled call, so that (profiles × candidates × agents) ≤ chunk
+    # profiles per compiled call, so that (profiles × candidates × agents) ≤ chunk; a grid too
+    # large for one call on its own is searched in pieces
     per_grid = max(1, cfg.chunk // max(1, n_grid * n)) if grid is not None else n_prof
+    grid_piece = max(1, min(n_grid, cfg.chunk // n))
     per_grad = max(1, cfg.chunk // max(1, starts_per * n))
     size = max(1, min(n_prof, per_grid, per_grad))
     bar = None
@@ -100,7 +120,7 @@ def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig()
         best = jnp.zeros((size, n), t.dtype)
         init = []
         if grid is not None:
-            g_best, g_report = _grid_attack(mechanism, setting, t, grid.astype(t.dtype))
+            g_best, g_report = _grid_search(mechanism, setting, t, grid.astype(t.dtype), grid_piece)
             best = jnp.maximum(best, g_best)
             init.append(g_report[:, None])
         if starts_per > 0 and cfg.attack_steps > 0:

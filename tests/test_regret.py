@@ -80,3 +80,11 @@ def test_chunking_does_not_change_the_result():
     a = regret_attack(FirstPrice(), s, types, jax.random.PRNGKey(0), EvalConfig(grid_points=50, attack_steps=5, chunk=1 << 20))
     b = regret_attack(FirstPrice(), s, types, jax.random.PRNGKey(0), EvalConfig(grid_points=50, attack_steps=5, chunk=50 * 3 * 7))
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_grid_larger_than_the_memory_chunk_is_searched_in_pieces():
+    s = _setting(2)
+    types = s.sample(jax.random.PRNGKey(8), 64)
+    whole = regret_attack(FirstPrice(), s, types, jax.random.PRNGKey(0), EvalConfig(grid_points=101, attack_steps=0))
+    pieces = regret_attack(FirstPrice(), s, types, jax.random.PRNGKey(0), EvalConfig(grid_points=101, attack_steps=0, chunk=2 * 30))
+    np.testing.assert_allclose(whole, pieces, atol=1e-7)

@@ -6,8 +6,10 @@ import abc
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..errors import ConfigError
 from ..outcome import Outcome
 
 
@@ -43,3 +45,17 @@ class Mechanism(eqx.Module):
 
         ``key`` initialises parameters of trainable mechanisms and is ignored by analytic ones.
         """
+
+
+def check_options(kind: str, options: dict[str, Any], valid: tuple[str, ...]) -> None:
+    """Raise a one-line ConfigError naming any ``[mechanism]`` key not in ``valid``."""
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in [mechanism] for {kind}: {', '.join(unknown)}; valid keys: {', '.join(sorted(valid)) or 'none'}"
+        )
+
+
+def float_dtype(x) -> Any:
+    """``x``'s dtype if floating, else the default float dtype (reports may arrive as integers)."""
+    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)

@@ -56,11 +56,7 @@ from jaxtyping import Array, Float
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ...priors import Prior
-from ..base import Mechanism
-
-
-def _float_dtype(x):
-    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+from ..base import Mechanism, float_dtype
 
 
 class Myerson(Mechanism):
@@ -153,7 +149,7 @@ class Myerson(Mechanism):
     # ------------------------------------------------------------------ mechanism
     def __call__(self, reports: Float[Array, "batch agents 1"]) -> Outcome:
         reports = jnp.asarray(reports)
-        dtype = _float_dtype(reports)
+        dtype = float_dtype(reports)
         n = len(self.priors)
         if reports.ndim != 3 or reports.shape[1] != n or reports.shape[2] != 1:
             raise ValueError(f"myerson expects reports of shape (batch, {n}, 1), got {reports.shape}")

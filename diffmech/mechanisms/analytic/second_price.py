@@ -35,11 +35,7 @@ from ..._compat import enable_x64
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ...priors import Prior
-from ..base import Mechanism
-
-
-def _float_dtype(x):
-    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+from ..base import Mechanism, float_dtype
 
 
 def _parse_reserve(options: dict[str, Any], kind: str) -> float:
@@ -58,7 +54,7 @@ def highest_bidders(reports: Float[Array, "batch agents 1"], reserve: float):
     """Bids (batch, agents) and the allocation that gives the item to the highest bid ≥ reserve,
     ties split evenly: a_i = 1{b_i = max_j b_j ≥ r} / #{j : b_j = max_j b_j}."""
     reports = jnp.asarray(reports)
-    dtype = _float_dtype(reports)
+    dtype = float_dtype(reports)
     b = reports[..., 0].astype(dtype)
     top = b.max(axis=1, keepdims=True)
     winners = (b == top) & (top >= jnp.asarray(reserve, dtype))

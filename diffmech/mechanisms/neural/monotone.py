@@ -76,7 +76,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ...errors import ConfigError
 from ...outcome import Outcome
-from ..base import Mechanism
+from ..base import Mechanism, check_options
 
 DEFAULT_GROUPS = 5
 DEFAULT_UNITS = 5
@@ -105,14 +105,6 @@ def _positive_int(name: str, value: Any) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"mechanism.{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _unknown_keys(kind: str, options: dict[str, Any], valid: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) in [mechanism] for {kind}: {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
-        )
 
 
 @jax.custom_jvp
@@ -251,7 +243,7 @@ class MonotoneNet(Mechanism):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "MonotoneNet":
         options = dict(options)
-        _unknown_keys(cls.kind, options, OPTIONS)
+        check_options(cls.kind, options, OPTIONS)
         if setting.type_dim != 1 or getattr(setting, "n_items", 1) != 1:
             raise ConfigError(
                 "mechanism monotone is single-parameter: it needs one item and scalar types "

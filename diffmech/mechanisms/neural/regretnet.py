@@ -66,7 +66,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ...errors import ConfigError
 from ...outcome import Outcome
-from ..base import Mechanism
+from ..base import Mechanism, check_options
 
 DEFAULT_HIDDEN = (100, 100, 100)
 ACTIVATIONS = {"tanh": jax.nn.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu}
@@ -84,14 +84,6 @@ class _InstanceFlag:
         if obj is None:
             return self.default
         return bool(getattr(obj, self.attr))
-
-
-def _unknown_keys(kind: str, options: dict[str, Any], valid: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) in [mechanism] for {kind}: {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
-        )
 
 
 def _finite_bounds(kind: str, setting) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +209,7 @@ class RegretNet(Mechanism):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "RegretNet":
         options = dict(options)
-        _unknown_keys(cls.kind, options, ("hidden", "activation", "payments"))
+        check_options(cls.kind, options, ("hidden", "activation", "payments"))
         low, high = _finite_bounds(cls.kind, setting)
         if key is None:
             key = jax.random.PRNGKey(0)
