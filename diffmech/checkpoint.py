@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,8 @@ def verified_bytes(directory: Path, name: str, manifest: dict) -> bytes:
     directory = Path(directory)
     path = directory / name
     staged = manifest.get("staged_weights")
+    if staged is not None and not (isinstance(staged, str) and re.fullmatch(r"weights\.step\d+\.eqx", staged)):
+        raise CheckpointError(f"{directory}/{MANIFEST} names an unexpected staged file {staged!r}; the manifest was modified")
     if name == "weights.eqx" and staged and (directory / staged).exists():
         path = directory / staged  # killed between staging and the final rename
     try:

@@ -213,3 +213,13 @@ def test_training_step_compiles_once(monkeypatch):
     monkeypatch.setattr(Trainer, "step", counting_step)
     dm.train(dm.resolve(_cfg(steps=30, log_every=5)))
     assert len(traces) == 1
+
+
+def test_manifest_cannot_point_outside_the_checkpoint(tmp_path):
+    dm.train(dm.resolve(_cfg(steps=20)), tmp_path / "r")
+    path = tmp_path / "r" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["staged_weights"] = "../../etc/passwd"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="unexpected staged file"):
+        dm.load(tmp_path / "r")
