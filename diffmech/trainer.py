@@ -17,6 +17,7 @@ synchronises with the host only every ``log_every`` steps.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,10 +258,15 @@ def _record(trainer: Trainer, metrics: dict, step: int, elapsed: float) -> dict:
 _AVERAGED = ("loss", "objective", "g")
 
 
-def _accumulate(acc, metrics):
-    """Running sums of the logged quantities over a logging interval."""
-    part = {k: metrics[k] for k in _AVERAGED}
-    return part if acc is None else jax.tree_util.tree_map(jnp.add, acc, part)
+def _step_and_accumulate(trainer: Trainer, state: TrainState, data, acc: dict):
+    """One step plus running sums of the logged quantities, in one compiled call."""
+    state, metrics = trainer.step(state, data)
+    return state, metrics, {k: acc[k] + metrics[k] for k in _AVERAGED}
+
+
+def _zero_sums(trainer: Trainer, dtype) -> dict:
+    n_constraints, n = len(trainer.names), trainer.setting.n_agents
+    return {"loss": jnp.zeros((), dtype), "objective": jnp.zeros((), dtype), "g": jnp.zeros((n_constraints, n), dtype)}
 
 
 def _mean(acc, count):
@@ -312,8 +318,7 @@ def train(
     elif out is not None and ((out / "resume" / "state.json").exists() or (out / "manifest.json").exists()):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
-    step_fn = eqx.filter_jit(trainer.step)
-    accumulate = eqx.filter_jit(_accumulate)
+    step_fn = eqx.filter_jit(functools.partial(_step_and_accumulate, trainer))
     start = int(state.step)
     t0 = time.perf_counter()
     bar = None
@@ -322,17 +327,18 @@ def train(
 
         bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True, leave=True)
     last_saved = start
-    acc, count = None, 0
+    zeros = _zero_sums(trainer, data.dtype)
+    acc, count = zeros, 0
     try:
         for step in range(start, cfg.steps):
-            state, metrics = step_fn(state, data)
-            acc, count = accumulate(acc, metrics), count + 1  # on device: no host sync
+            state, metrics, acc = step_fn(state, data, acc)  # dispatched; no host sync
+            count += 1
             done = step + 1
             if bar is not None:
                 bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 rec = _record(trainer, {**metrics, **_mean(acc, count)}, done, time.perf_counter() - t0)
-                acc, count = None, 0
+                acc, count = zeros, 0
                 if bool(state.nonfinite) or not np.isfinite(rec["loss"]):
                     raise TrainingDiverged(
                         f"training diverged before step {done} (non-finite loss); "
