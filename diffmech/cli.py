@@ -304,7 +304,8 @@ def cmd_list(args) -> int:
     for k, c in PRIORS.items():
         print(f"  {k:<28} {c.summary}")
     print("benchmarks (evaluated beside every learned mechanism):")
-    print("  single_item                  myerson, second_price, second_price_best_reserve")
+    for k, c in SETTINGS.items():
+        print(f"  {k:<28} {', '.join(c.benchmarks)}")
     return 0
 
 

@@ -6,8 +6,9 @@ The attack reports, for every (profile, agent), the best gain it finds over trut
   setting's :meth:`~diffmech.settings.base.Setting.attack_grid`: an even grid of the support, or
   all atoms of a discrete prior);
 - by projected gradient ascent (Adam) for ``attack_steps`` steps, keeping the best gain seen at
-  any step: from ``attack_starts`` random starting points drawn from the prior where there is no
-  grid, and from the best grid point (a local refinement of the exhaustive search) where there is.
+  any step: from the truthful report and ``attack_starts`` random starting points drawn from the
+  prior where there is no grid, and from the best grid point (a local refinement of the
+  exhaustive search) where there is.
 
 Profiles are processed in chunks so that at most ``chunk`` mechanism evaluations run in one
 compiled call; memory stays bounded whatever the number of samples. The last chunk is padded to
@@ -103,7 +104,7 @@ def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig()
     best_all = []
     n_grid = 0 if grid is None else grid.shape[1]
     n_random = 0 if grid is not None else cfg.attack_starts
-    starts_per = n_random + (1 if grid is not None else 0)
+    starts_per = n_random + 1  # plus the best grid point, or else the truthful report
     # profiles per compiled call, so that (profiles × candidates × agents) ≤ chunk; a grid too
     # large for one call on its own is searched in pieces
     per_grid = max(1, cfg.chunk // max(1, n_grid * n)) if grid is not None else n_prof
@@ -123,6 +124,8 @@ def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig()
             g_best, g_report = _grid_search(mechanism, setting, t, grid.astype(t.dtype), grid_piece)
             best = jnp.maximum(best, g_best)
             init.append(g_report[:, None])
+        else:
+            init.append(t[:, None])  # ascent from the truth follows the path of local deviations
         if starts_per > 0 and cfg.attack_steps > 0:
             k = jax.random.fold_in(key, c)
             rnd = setting.sample(k, size * n_random).reshape(size, n_random, n, d)
@@ -211,7 +214,7 @@ def evaluate(
     metrics["samples"] = cfg.samples
     metrics["attack"] = {
         "grid_points": None if setting.attack_grid(cfg.grid_points) is None else int(setting.attack_grid(cfg.grid_points).shape[1]),
-        "starts": 1 if setting.attack_grid(cfg.grid_points) is not None else cfg.attack_starts,
+        "starts": 1 if setting.attack_grid(cfg.grid_points) is not None else cfg.attack_starts + 1,
         "steps": cfg.attack_steps,
         "lr": cfg.attack_lr,
         "seed": cfg.seed,

@@ -11,6 +11,7 @@ import jax
 
 from ..errors import ConfigError
 from .analytic.first_price import FirstPrice
+from .analytic.itemwise import ItemwiseMyerson
 from .analytic.myerson import Myerson
 from .analytic.second_price import VCG, BestReserveSecondPrice, SecondPrice
 from .base import Mechanism
@@ -19,7 +20,7 @@ from .neural.regretnet import RegretNet
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.kind: cls
-    for cls in (RegretNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice)
+    for cls in (RegretNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson)
 }
 
 

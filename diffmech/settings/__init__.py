@@ -6,9 +6,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import Setting
+from .multi_item import MultiItem
 from .single_item import SingleItem
 
-SETTINGS: dict[str, type[Setting]] = {SingleItem.kind: SingleItem}
+SETTINGS: dict[str, type[Setting]] = {SingleItem.kind: SingleItem, MultiItem.kind: MultiItem}
 
 
 def setting_from_config(cfg: Any) -> Setting:
@@ -20,4 +21,4 @@ def setting_from_config(cfg: Any) -> Setting:
     return SETTINGS[kind].from_config(cfg)
 
 
-__all__ = ["SETTINGS", "Setting", "SingleItem", "setting_from_config"]
+__all__ = ["SETTINGS", "MultiItem", "Setting", "SingleItem", "setting_from_config"]

@@ -23,6 +23,8 @@ class Setting(eqx.Module):
     summary: ClassVar[str] = ""
     #: name of the quantity the designer maximises, a key of the metrics dictionary
     objective: ClassVar[str] = "revenue"
+    #: analytic mechanisms evaluated beside a learned one on the same samples
+    benchmarks: ClassVar[tuple[str, ...]] = ()
 
     @property
     @abc.abstractmethod
@@ -68,7 +70,7 @@ class Setting(eqx.Module):
 
     def benchmark_names(self) -> tuple[str, ...]:
         """Analytic mechanisms evaluated beside a learned one on the same samples."""
-        return ()
+        return self.benchmarks
 
     def describe(self) -> str:
         return self.kind

@@ -26,6 +26,7 @@ class SingleItem(Setting):
     priors: tuple[Prior, ...]
     kind: ClassVar[str] = "single_item"
     summary: ClassVar[str] = "one item, 1..20 bidders, independent priors (keys: priors | prior + n_agents)"
+    benchmarks: ClassVar[tuple[str, ...]] = ("myerson", "second_price", "second_price_best_reserve")
 
     def __init__(self, priors):
         priors = tuple(priors)
@@ -102,9 +103,6 @@ class SingleItem(Setting):
         width = max(len(c) for c in cols)
         cols = [np.concatenate([c, np.full(width - len(c), c[-1])]) for c in cols]
         return jnp.asarray(np.stack(cols)[..., None])
-
-    def benchmark_names(self):
-        return ("myerson", "second_price", "second_price_best_reserve")
 
     def describe(self) -> str:
         parts = []
