@@ -12,6 +12,7 @@ import jax
 from ..errors import ConfigError
 from .analytic.first_price import FirstPrice
 from .analytic.itemwise import ItemwiseMyerson
+from .analytic.manelli_vincent import ManelliVincent
 from .analytic.myerson import Myerson
 from .analytic.second_price import VCG, BestReserveSecondPrice, SecondPrice
 from .base import Mechanism
@@ -20,7 +21,7 @@ from .neural.regretnet import RegretNet
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.kind: cls
-    for cls in (RegretNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson)
+    for cls in (RegretNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent)
 }
 
 
