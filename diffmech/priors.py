@@ -61,6 +61,7 @@ from .errors import ConfigError
 
 __all__ = [
     "Prior",
+    "priors_from_list",
     "Uniform",
     "PowerLaw",
     "TruncatedExponential",
@@ -351,11 +352,24 @@ def compute_ironing(prior: Prior, n_grid: int = 2**16) -> tuple[Interval, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-class Uniform(Prior):
-    """Uniform on ``[low, high]``: F(v) = (v − low)/(high − low), φ(v) = 2v − high (regular)."""
+class _IntervalPrior(Prior):
+    """A prior whose support ``[lo, hi]`` is stored as two fields."""
 
     lo: float
     hi: float
+
+    @property
+    def low(self) -> float:
+        return self.lo
+
+    @property
+    def high(self) -> float:
+        return self.hi
+
+
+class Uniform(_IntervalPrior):
+    """Uniform on ``[low, high]``: F(v) = (v − low)/(high − low), φ(v) = 2v − high (regular)."""
+
     name: ClassVar[str] = "uniform"
     summary: ClassVar[str] = "uniform on [low, high]; keys low, high"
 
@@ -365,14 +379,6 @@ class Uniform(Prior):
             raise ConfigError(f"uniform prior needs low < high, got low={low}, high={high}")
         self.lo, self.hi = low, high
         self._ironing = ()  # regular
-
-    @property
-    def low(self) -> float:
-        return self.lo
-
-    @property
-    def high(self) -> float:
-        return self.hi
 
     def sample(self, key, shape):
         return jax.random.uniform(key, shape, minval=self.lo, maxval=self.hi)
@@ -397,7 +403,7 @@ class Uniform(Prior):
         return {"dist": self.name, "low": self.lo, "high": self.hi}
 
 
-class PowerLaw(Prior):
+class PowerLaw(_IntervalPrior):
     """Power law on ``[low, high]``: F(v) = x^a with x = (v − low)/(high − low), a > 0.
 
     f(v) = a·x^(a−1)/w with w = high − low, F⁻¹(u) = low + w·u^(1/a), and
@@ -414,8 +420,6 @@ class PowerLaw(Prior):
     dtype (so that 0·φ stays 0).
     """
 
-    lo: float
-    hi: float
     a: float
     name: ClassVar[str] = "power_law"
     summary: ClassVar[str] = "F(v) = ((v - low)/(high - low))^a on [low, high]; keys low, high, a (> 0)"
@@ -435,14 +439,6 @@ class PowerLaw(Prior):
             vb = low + w * (1.0 - a) ** (1.0 / a)
             level = low + w * (-a * (1.0 - a) ** ((1.0 - a) / a))
             self._ironing = ((low, float(vb), float(level)),)
-
-    @property
-    def low(self) -> float:
-        return self.lo
-
-    @property
-    def high(self) -> float:
-        return self.hi
 
     def _x(self, v):
         return jnp.clip((v - self.lo) / (self.hi - self.lo), 0.0, 1.0)
@@ -793,6 +789,13 @@ def _pav(y: np.ndarray, w: np.ndarray) -> np.ndarray:
 PRIORS: dict[str, type[Prior]] = {
     cls.name: cls for cls in (Uniform, PowerLaw, TruncatedExponential, UniformMixture, Discrete)
 }
+
+
+def priors_from_list(value: Any, where: str, what: str) -> list[Prior]:
+    """A non-empty list of prior tables → priors; ``what`` says what each entry is for."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of tables, one per {what}")
+    return [prior_from_config(p, f"{where}.{k}") for k, p in enumerate(value)]
 
 
 def prior_from_config(cfg: Any, where: str = "prior") -> Prior:

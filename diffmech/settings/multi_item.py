@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..outcome import Outcome
-from ..priors import Prior, prior_from_config
+from ..priors import Prior, prior_from_config, priors_from_list
 from .base import Setting
 
 MAX_AGENTS = 20
@@ -77,20 +77,17 @@ class MultiItem(Setting):
             priors = [[p] * m for _ in range(n)]
         elif form == "item_priors":
             n = _count(cfg, "n_agents", MAX_AGENTS)
-            items = cfg.pop("item_priors")
-            if not isinstance(items, list) or not items:
-                raise ConfigError("setting.item_priors must be a non-empty list of tables, one per item")
-            if "n_items" in cfg and cfg.pop("n_items") != len(items):
+            row = priors_from_list(cfg.pop("item_priors"), "setting.item_priors", "item")
+            if "n_items" in cfg and cfg.pop("n_items") != len(row):
                 raise ConfigError("setting.n_items disagrees with the length of setting.item_priors; drop one")
-            row = [prior_from_config(p, f"setting.item_priors.{j}") for j, p in enumerate(items)]
             priors = [row] * n
         else:
             rows = cfg.pop("priors")
-            if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
+            if not isinstance(rows, list) or not rows:
                 raise ConfigError("setting.priors must be a list (one per bidder) of non-empty lists of item tables")
             for key in ("n_agents", "n_items"):
                 cfg.pop(key, None)
-            priors = [[prior_from_config(p, f"setting.priors.{i}.{j}") for j, p in enumerate(r)] for i, r in enumerate(rows)]
+            priors = [priors_from_list(r, f"setting.priors.{i}", "item") for i, r in enumerate(rows)]
         if cfg:
             raise ConfigError(f"unknown key(s) in [setting] for multi_item: {', '.join(sorted(cfg))}")
         return cls(priors)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..outcome import Outcome
-from ..priors import Prior, prior_from_config
+from ..priors import Prior, prior_from_config, priors_from_list
 from .base import Setting
 
 MAX_BIDDERS = 20
@@ -48,12 +48,9 @@ class SingleItem(Setting):
                 "'prior' with 'n_agents' (iid bidders)"
             )
         if has_list:
-            plist = cfg.pop("priors")
-            if not isinstance(plist, list) or not plist:
-                raise ConfigError("setting.priors must be a non-empty list of tables, one per bidder")
-            if "n_agents" in cfg and cfg.pop("n_agents") != len(plist):
+            priors = priors_from_list(cfg.pop("priors"), "setting.priors", "bidder")
+            if "n_agents" in cfg and cfg.pop("n_agents") != len(priors):
                 raise ConfigError("setting.n_agents disagrees with the length of setting.priors; drop one of them")
-            priors = [prior_from_config(p, f"setting.priors.{i}") for i, p in enumerate(plist)]
         else:
             n = cfg.pop("n_agents", None)
             if not isinstance(n, int) or isinstance(n, bool):
