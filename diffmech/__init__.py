@@ -16,10 +16,11 @@ from .checkpoint import Checkpoint, load
 from .config import EvalConfig, Run, TrainConfig, apply_overrides, load_config, resolve
 from .errors import CheckpointError, ConfigError, DiffmechError, TrainingDiverged
 from .evaluate import evaluate
-from .mechanisms import MECHANISMS, Mechanism, mechanism_from_config
+from . import symmetry
+from .mechanisms import MECHANISMS, Mechanism, mechanism_from_config, transforms
 from .outcome import Outcome
 from .priors import PRIORS, Prior
-from .settings import SETTINGS, Setting, SingleItem, setting_from_config
+from .settings import SETTINGS, IdenticalItems, MultiItem, Setting, SingleItem, setting_from_config
 
 
 def train(config, out_dir=None, *, resume: bool = False, progress: bool = False, overrides=None):
@@ -41,7 +42,8 @@ def train(config, out_dir=None, *, resume: bool = False, progress: bool = False,
 
 __all__ = [
     "Checkpoint", "CheckpointError", "ConfigError", "DiffmechError", "EvalConfig", "MECHANISMS", "Mechanism",
-    "Outcome", "PRIORS", "Prior", "Run", "SETTINGS", "Setting", "SingleItem", "TrainConfig", "TrainingDiverged",
+    "IdenticalItems", "MultiItem", "Outcome", "PRIORS", "Prior", "Run", "SETTINGS", "Setting", "SingleItem", "TrainConfig",
+    "TrainingDiverged", "symmetry", "transforms",
     "apply_overrides", "evaluate", "load", "load_config", "mechanism_from_config", "resolve", "setting_from_config",
     "train",
 ]

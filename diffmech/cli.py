@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write a bar chart of the objective to this PNG path")
     _add_eval_flags(p)
 
+    p = sub.add_parser("lp", help="exact optimum for one buyer on a type grid (LP over all IC, IR mechanisms; MILP if deterministic)")
+    p.add_argument("config", help="a config whose setting is multi_item with one buyer, or identical_items")
+    p.add_argument("--points", type=int, default=20, help="grid points per value axis (default 20)")
+    p.add_argument("--deterministic", action="store_true", help="optimum over deterministic mechanisms (MILP)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
     sub.add_parser("list", help="settings, mechanisms, priors and benchmarks")
     return parser
 
@@ -288,6 +295,68 @@ def cmd_compare(args) -> int:
     return 0
 
 
+LP_SAMPLES = 1 << 20
+
+
+def cmd_lp(args) -> int:
+    import jax
+
+    from . import lp
+    from .config import apply_overrides, load_config
+    from .settings import setting_from_config
+
+    raw = apply_overrides(load_config(args.config), list(args.set))
+    setting = setting_from_config(raw.get("setting"))
+    if not 2 <= args.points <= 200:
+        raise DiffmechError(f"--points must be between 2 and 200, got {args.points}")
+    if setting.kind == "identical_items":
+        hetero = setting.heterogeneous()
+    elif setting.kind == "multi_item" and setting.n_agents == 1:
+        hetero = setting
+    else:
+        raise DiffmechError("diffmech lp solves one-buyer problems: use a multi_item setting with n_agents = 1, or identical_items")
+    lo, hi = (a[0] for a in hetero.type_bounds())
+    if hetero.independent:
+        types, probs = lp.grid_from_marginals(hetero.priors[0], args.points)
+        grid = "cell probabilities from the priors"
+    else:
+        import itertools
+
+        import numpy as np
+
+        samples = np.asarray(hetero.sample(jax.random.PRNGKey(0), LP_SAMPLES)[:, 0], np.float64)
+        if hetero.exchangeable:  # every permutation of every draw: an exactly exchangeable histogram
+            samples = np.concatenate([samples[:, list(p)] for p in itertools.permutations(range(samples.shape[1]))])
+        types, probs = lp.grid_from_samples(samples, lo, hi, args.points)
+        grid = f"cell probabilities from {LP_SAMPLES} samples (seed 0), symmetrised over item permutations"
+    out: dict = {"setting": setting.describe(), "points": args.points, "grid": grid, "deterministic": args.deterministic}
+    if hetero.valuation == "unit_demand":
+        res = lp.solve_menu(types, probs, "unit_demand", args.deterministic)
+        out.update(revenue=res.revenue, types=len(res.types), seconds=res.seconds,
+                   symmetric=lp.symmetry_report(res)["symmetric"], rank_preserving=lp.rank_preservation_report(res)["rank_preserving"])
+        menu = res.menu()
+    elif hetero.exchangeable:
+        both = lp.solve_both_models(types, probs, args.deterministic)
+        out.update({k: v for k, v in both.items() if not isinstance(v, lp.MenuLP)})
+        out["revenue"] = both["identical_revenue"] if setting.kind == "identical_items" else both["heterogeneous_revenue"]
+        menu = both["identical" if setting.kind == "identical_items" else "heterogeneous"].menu()
+    else:
+        res = lp.solve_menu(types, probs, "additive", args.deterministic)
+        out.update(revenue=res.revenue, types=len(res.types), seconds=res.seconds,
+                   rank_preserving=lp.rank_preservation_report(res)["rank_preserving"])
+        menu = res.menu()
+    out["menu_size"] = len(menu)
+    if args.json:
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    kind = "deterministic (MILP)" if args.deterministic else "randomised (LP)"
+    print(f"{out['setting']}: {kind} optimum on a {args.points}-point grid per axis ({grid})")
+    for k, v in out.items():
+        if k not in ("setting", "grid", "points", "deterministic"):
+            print(f"  {k:<24} {v:.6f}" if isinstance(v, float) else f"  {k:<24} {v}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from .mechanisms import MECHANISMS
     from .priors import PRIORS
@@ -306,10 +375,11 @@ def cmd_list(args) -> int:
     print("benchmarks (evaluated beside every learned mechanism):")
     for k, c in SETTINGS.items():
         print(f"  {k:<28} {', '.join(c.benchmarks)}")
+    print("  (multi_item: the item-wise Myerson, bundle, item-price or VCG rows that apply to its valuation, prior and bidders)")
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "list": cmd_list}
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "lp": cmd_lp, "list": cmd_list}
 
 
 def main(argv=None) -> int:

@@ -113,6 +113,8 @@ class EvalConfig:
             gradient ascent refines the best grid point.
         chunk: profile evaluations of the mechanism per compiled call (the memory budget:
             roughly chunk × the mechanism's activation size).
+        symmetry_samples: profiles on which symmetry and rank preservation are measured
+            (multi-item settings whose items share one prior).
     """
 
     samples: int = 10000
@@ -122,9 +124,10 @@ class EvalConfig:
     attack_steps: int = 100
     attack_lr: float = 0.02
     chunk: int = 1 << 18
+    symmetry_samples: int = 2000
 
     def __post_init__(self):
-        for name in ("samples", "grid_points", "chunk"):
+        for name in ("samples", "grid_points", "chunk", "symmetry_samples"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"eval.{name} must be a positive integer, got {v!r}")

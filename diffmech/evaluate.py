@@ -35,6 +35,7 @@ import numpy as np
 
 from . import constraints as C
 from .config import EvalConfig, TrainConfig
+from .symmetry import item_permutations, rank_violations, symmetry_gaps
 
 
 def _chunks(n: int, size: int):
@@ -59,6 +60,7 @@ def _truthful_metrics(mechanism, setting, types):
         C.revenue(out),
         C.welfare(setting, types, out),
         C.ir_violation(mechanism, setting, types),
+        setting.feasibility_violation(out),
     )
 
 
@@ -152,6 +154,31 @@ def training_regret_estimate(mechanism, setting, types, key, train_cfg: TrainCon
     return np.maximum(np.concatenate(out, axis=0), 0.0)
 
 
+@eqx.filter_jit
+def _symmetry_kernel(mechanism, types, perms):
+    return symmetry_gaps(mechanism, types, perms), rank_violations(mechanism, types)
+
+
+def symmetry_metrics(mechanism, types, chunk: int, tol: float = 1e-6) -> dict[str, float]:
+    """Definitions 1 and 2 of Bikhchandani–Mishra on ``types`` (see :mod:`diffmech.symmetry`):
+    the share of profiles whose symmetry gap / rank-preservation violation exceeds ``tol``, and
+    the largest of each."""
+    perms = item_permutations(types.shape[-1])
+    size = max(1, min(types.shape[0], chunk // (len(perms) + 1)))
+    gaps, ranks = [], []
+    for a, b in _chunks(types.shape[0], size):
+        g, r = _symmetry_kernel(mechanism, _padded(types, a, b, size), jnp.asarray(perms))
+        gaps.append(np.asarray(g)[: b - a])
+        ranks.append(np.asarray(r)[: b - a])
+    gaps, ranks = np.concatenate(gaps), np.concatenate(ranks)
+    return {
+        "symmetry_violation_share": float(np.mean(gaps > tol)),
+        "symmetry_gap_max": float(gaps.max()),
+        "rank_violation_share": float(np.mean(ranks > tol)),
+        "rank_violation_max": float(ranks.max()),
+    }
+
+
 def objective_on(mechanism, setting, types, chunk: int) -> np.ndarray:
     """The setting's objective per profile, in chunks."""
     size = max(1, min(types.shape[0], chunk))
@@ -182,12 +209,12 @@ def evaluate(
     k_types, k_attack, k_train = jax.random.split(key, 3)
     types = setting.sample(k_types, cfg.samples)
     size = max(1, min(cfg.samples, cfg.chunk))
-    cols: list[list[np.ndarray]] = [[], [], [], []]
+    cols: list[list[np.ndarray]] = [[], [], [], [], []]
     for a, b in _chunks(cfg.samples, size):
         res = _truthful_metrics(mechanism, setting, _padded(types, a, b, size))
         for col, r in zip(cols, res):
             col.append(np.asarray(r)[: b - a])
-    obj, rev, wel, irv = (np.concatenate(c) for c in cols)
+    obj, rev, wel, irv, infeasible = (np.concatenate(c) for c in cols)
     metrics: dict[str, Any] = {}
     name = setting.objective
     metrics[name], metrics[f"{name}_se"] = _mean_se(obj)
@@ -202,6 +229,9 @@ def evaluate(
     metrics["train_regret_mean"], metrics["train_regret_mean_se"] = _mean_se(tr.mean(axis=1))
     metrics["ir_violation"], metrics["ir_violation_se"] = _mean_se(irv.mean(axis=1))
     metrics["ir_violation_max"] = float(irv.max())
+    metrics["feasibility_violation_max"] = float(infeasible.max())
+    if getattr(setting, "kind", "") == "multi_item" and setting.exchangeable:
+        metrics.update(symmetry_metrics(mechanism, types[: cfg.symmetry_samples], cfg.chunk))
     if benchmarks:
         from .mechanisms import mechanism_from_config
 

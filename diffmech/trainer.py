@@ -197,7 +197,7 @@ class Trainer:
 
         def loss_fn(params):
             mech = self.mechanism(params)
-            out = mech(types)
+            out = mech.training_outcome(types)
             obj = jnp.mean(self.setting.objective_value(types, out))
             g = self.constraint_values(mech, types, mis)
             return -obj + self.dual.penalty(state.lam, state.rho, g), (obj, g)

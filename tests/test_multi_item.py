@@ -27,7 +27,9 @@ def test_config_forms_agree_and_bad_ones_fail():
     for bad, msg in [
         ({"kind": "multi_item", "prior": U01, "n_agents": 2}, "n_items"),
         ({"kind": "multi_item", "n_agents": 2, "n_items": 2}, "exactly one of"),
-        ({"kind": "multi_item", "prior": U01, "n_agents": 1, "n_items": 2, "valuation": "unit_demand"}, "not available yet"),
+        ({"kind": "multi_item", "prior": U01, "n_agents": 1, "n_items": 2, "valuation": "xor"}, "valuation must be one of"),
+        ({"kind": "multi_item", "prior": U01, "n_agents": 1, "n_items": 2, "common_weight": 1.0}, "common_weight"),
+        ({"kind": "multi_item", "item_priors": [U01, {**U01, "high": 2.0}], "n_agents": 1, "common_weight": 0.5}, "one prior"),
         ({"kind": "multi_item", "priors": [[U01, U01], [U01]]}, "same number"),
         ({"kind": "multi_item", "item_priors": [U01], "n_agents": 1, "n_items": 2}, "disagrees"),
     ]:
@@ -111,7 +113,7 @@ def test_regretnet_trains_on_two_items_and_regret_falls():
     after = dm.evaluate(res.mechanism, run.setting, quick)
     assert res.mechanism(jnp.ones((3, 1, 2))).alloc.shape == (3, 1, 2)
     assert after["regret_mean"] < 0.5 * before["regret_mean"]
-    assert set(after["benchmarks"]) == {"itemwise_myerson"}
+    assert "itemwise_myerson" in after["benchmarks"]
 
 
 def test_manelli_vincent_revenue_and_truthfulness():

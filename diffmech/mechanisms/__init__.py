@@ -14,14 +14,21 @@ from .analytic.first_price import FirstPrice
 from .analytic.itemwise import ItemwiseMyerson
 from .analytic.manelli_vincent import ManelliVincent
 from .analytic.myerson import Myerson
+from .analytic.posted_prices import BundlePrice, UniformItemPrice
+from .analytic.rank_reversing import RankReversing
 from .analytic.second_price import VCG, BestReserveSecondPrice, SecondPrice
+from .analytic.uniform_price import UniformPrice
 from .base import Mechanism
+from .neural.affine_maximizer import AffineMaximizer
+from .neural.equivariant import EquivariantNet
 from .neural.monotone import MonotoneNet
 from .neural.regretnet import RegretNet
+from .neural.rochetnet import RochetNet
+from .transforms import SymmetricExtension, Symmetrised
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.kind: cls
-    for cls in (RegretNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent)
+    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised)
 }
 
 

@@ -38,6 +38,15 @@ class Mechanism(eqx.Module):
     @abc.abstractmethod
     def __call__(self, reports: Float[Array, "batch agents dim"]) -> Outcome: ...
 
+    def training_outcome(self, reports: Float[Array, "batch agents dim"]) -> Outcome:
+        """The differentiable outcome that training maximises the objective of.
+
+        The mechanism itself by default. Mechanisms whose exact rule is a hard choice (the
+        buyer's argmax over a menu in RochetNet, the affine maximiser's argmax over allocations)
+        return a softmax relaxation here; evaluation always uses ``__call__``.
+        """
+        return self(reports)
+
     @classmethod
     @abc.abstractmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "Mechanism":

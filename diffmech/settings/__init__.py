@@ -6,10 +6,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import Setting
+from .identical_items import IdenticalItems
 from .multi_item import MultiItem
 from .single_item import SingleItem
 
-SETTINGS: dict[str, type[Setting]] = {SingleItem.kind: SingleItem, MultiItem.kind: MultiItem}
+SETTINGS: dict[str, type[Setting]] = {cls.kind: cls for cls in (SingleItem, MultiItem, IdenticalItems)}
 
 
 def setting_from_config(cfg: Any) -> Setting:
@@ -21,4 +22,4 @@ def setting_from_config(cfg: Any) -> Setting:
     return SETTINGS[kind].from_config(cfg)
 
 
-__all__ = ["SETTINGS", "MultiItem", "Setting", "SingleItem", "setting_from_config"]
+__all__ = ["SETTINGS", "IdenticalItems", "MultiItem", "Setting", "SingleItem", "setting_from_config"]

@@ -58,6 +58,25 @@ class Setting(eqx.Module):
         """The designer's objective per profile (revenue Σ_i p_i unless the setting says otherwise)."""
         return jnp.sum(outcome.payments, axis=-1)
 
+    @property
+    def feasibility(self) -> str:
+        """What a feasible allocation is: ``"items"`` (each item to at most one agent, Σ_i a_ij ≤ 1),
+        ``"unit_demand"`` (also each agent at most one item, Σ_j a_ij ≤ 1) or ``"units"``
+        (identical units, a_ik = P(agent i gets at least k units), so a_i1 ≥ a_i2 ≥ …)."""
+        return "items"
+
+    def feasibility_violation(self, outcome: Outcome) -> Float[Array, "batch"]:
+        """Largest violation of the setting's feasibility constraints in each profile (0 if feasible)."""
+        a = outcome.alloc
+        worst = [jnp.max(jnp.maximum(-a, 0.0), axis=(1, 2)), jnp.max(jnp.maximum(a - 1.0, 0.0), axis=(1, 2))]
+        if self.feasibility == "units":
+            worst.append(jnp.max(jnp.maximum(a[..., 1:] - a[..., :-1], 0.0), axis=(1, 2), initial=0.0))
+        else:
+            worst.append(jnp.max(jnp.maximum(jnp.sum(a, axis=1) - 1.0, 0.0), axis=1))
+        if self.feasibility == "unit_demand":
+            worst.append(jnp.max(jnp.maximum(jnp.sum(a, axis=2) - 1.0, 0.0), axis=1))
+        return jnp.max(jnp.stack(worst), axis=0)
+
     def project(self, reports: Float[Array, "... agents dim"]) -> Float[Array, "... agents dim"]:
         """Clip reports to the type space (the projection of projected gradient ascent)."""
         lo, hi = self.type_bounds()

@@ -1,19 +1,31 @@
-"""Several heterogeneous items sold to n bidders with additive values (the multi-item setting of
-RegretNet and of Bikhchandani–Mishra's heterogeneous-objects model).
+"""Several heterogeneous items sold to n bidders (the multi-item setting of RegretNet and the
+heterogeneous-objects model M^H of Bikhchandani–Mishra).
 
-Bidder i's type is a vector v_i ∈ R^m (shape ``(batch, n, m)``), one value per item, drawn
-independently across bidders and items from the priors F_ij. Her value for an outcome is additive,
+Bidder i's type is a vector v_i ∈ R^m (shape ``(batch, n, m)``), one value per item. Her value for a
+(randomised) allocation is
 
-    value_i = Σ_j v_ij · alloc_ij,      with Σ_i alloc_ij ≤ 1 for every item j,
+    value_i = Σ_j v_ij · alloc_ij,      Σ_i alloc_ij ≤ 1 for every item j            (additive)
 
-and the designer's objective is revenue Σ_i p_i. Correlated (exchangeable) priors, unit-demand
-values and the identical-objects model are the next steps of issue 3.
+and, with ``valuation = "unit_demand"``, the bidder wants at most one item, so that feasible
+allocations are also row-sub-stochastic, Σ_j alloc_ij ≤ 1 (alloc_i is a lottery over single items,
+worth Σ_j v_ij alloc_ij). The designer's objective is revenue Σ_i p_i.
+
+Priors: independent across bidders and items (three config forms), or exchangeable and
+correlated across items (``common_weight`` w ∈ [0, 1) with the iid form):
+
+    v_ij = w · z_i + (1 − w) · x_ij,      z_i, x_ij iid from the base prior,
+
+an average of a bidder-specific common shock and idiosyncratic parts (the "efficiency × market
+size" story of Bikhchandani–Mishra Section 4, in additive form). It stays on the base support,
+is exchangeable across items (their density f^H(v) = f^H(v^σ)), and the correlation between two
+items is w² / (w² + (1 − w)²).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +37,7 @@ from .base import Setting
 
 MAX_AGENTS = 20
 MAX_ITEMS = 50
+VALUATIONS = ("additive", "unit_demand")
 
 
 def _count(cfg: dict, key: str, top: int) -> int:
@@ -35,35 +48,46 @@ def _count(cfg: dict, key: str, top: int) -> int:
 
 
 class MultiItem(Setting):
-    """``n`` bidders, ``m`` items, additive values, independent priors per (bidder, item).
+    """``n`` bidders, ``m`` items, additive or unit-demand values.
 
-    ``priors[i][j]`` is the prior of bidder i's value for item j.
+    ``priors[i][j]`` is the prior of bidder i's value for item j (the base prior when
+    ``common_weight`` > 0, which needs one prior for all bidders and items).
     """
 
     priors: tuple[tuple[Prior, ...], ...]
+    valuation: str = eqx.field(static=True)
+    common_weight: float = eqx.field(static=True)
     kind: ClassVar[str] = "multi_item"
     summary: ClassVar[str] = (
-        "m items, n bidders, additive values, independent priors "
-        "(keys: n_agents, n_items, and prior | item_priors | priors)"
+        "m items, n bidders, additive or unit-demand values, independent or exchangeable priors "
+        "(keys: n_agents, n_items, prior | item_priors | priors, valuation, common_weight)"
     )
-    benchmarks: ClassVar[tuple[str, ...]] = ("itemwise_myerson",)
+    #: all benchmarks this setting may use; :meth:`benchmark_names` picks those that apply
+    benchmarks: ClassVar[tuple[str, ...]] = ("itemwise_myerson", "bundle_price", "uniform_item_price", "vcg")
 
-    def __init__(self, priors):
+    def __init__(self, priors, valuation: str = "additive", common_weight: float = 0.0):
         priors = tuple(tuple(row) for row in priors)
         if not 1 <= len(priors) <= MAX_AGENTS:
             raise ConfigError(f"multi_item needs between 1 and {MAX_AGENTS} bidders, got {len(priors)}")
         widths = {len(row) for row in priors}
         if len(widths) != 1 or not 1 <= widths.pop() <= MAX_ITEMS:
             raise ConfigError(f"multi_item needs the same number (1..{MAX_ITEMS}) of item priors for every bidder")
+        if valuation not in VALUATIONS:
+            raise ConfigError(f"setting.valuation must be one of {', '.join(VALUATIONS)}, got {valuation!r}")
+        if isinstance(common_weight, bool) or not isinstance(common_weight, (int, float)) or not 0.0 <= common_weight < 1.0:
+            raise ConfigError(f"setting.common_weight must be a number in [0, 1), got {common_weight!r}")
+        if common_weight > 0 and len({p.to_config().__repr__() for row in priors for p in row}) != 1:
+            raise ConfigError("setting.common_weight needs one prior for every bidder and item; use the 'prior' form")
         self.priors = priors
+        self.valuation = valuation
+        self.common_weight = float(common_weight)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "MultiItem":
         cfg = dict(cfg)
         cfg.pop("kind", None)
         valuation = cfg.pop("valuation", "additive")
-        if valuation != "additive":
-            raise ConfigError(f"setting.valuation {valuation!r} is not available yet; use \"additive\"")
+        common_weight = cfg.pop("common_weight", 0.0)
         forms = [k for k in ("prior", "item_priors", "priors") if k in cfg]
         if len(forms) != 1:
             raise ConfigError(
@@ -90,10 +114,40 @@ class MultiItem(Setting):
             priors = [priors_from_list(r, f"setting.priors.{i}", "item") for i, r in enumerate(rows)]
         if cfg:
             raise ConfigError(f"unknown key(s) in [setting] for multi_item: {', '.join(sorted(cfg))}")
-        return cls(priors)
+        return cls(priors, valuation, common_weight)
 
     def to_config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "priors": [[p.to_config() for p in row] for row in self.priors]}
+        cfg: dict[str, Any] = {"kind": self.kind, "priors": [[p.to_config() for p in row] for row in self.priors]}
+        if self.valuation != "additive":
+            cfg["valuation"] = self.valuation
+        if self.common_weight:
+            cfg["common_weight"] = self.common_weight
+        return cfg
+
+    @property
+    def feasibility(self) -> str:
+        return "unit_demand" if self.valuation == "unit_demand" else "items"
+
+    @property
+    def exchangeable(self) -> bool:
+        """Whether each bidder's values are exchangeable across items (one prior for all items)."""
+        return all(len({repr(p.to_config()) for p in row}) == 1 for row in self.priors)
+
+    @property
+    def independent(self) -> bool:
+        return self.common_weight == 0.0
+
+    def benchmark_names(self) -> tuple[str, ...]:
+        from ..mechanisms import MECHANISMS
+
+        names = []
+        if self.independent and self.valuation == "additive":
+            names.append("itemwise_myerson")
+        if self.n_agents == 1:
+            names.append("bundle_price" if self.valuation == "additive" else "uniform_item_price")
+        elif self.valuation == "additive":
+            names.append("vcg")
+        return tuple(n for n in names if n in MECHANISMS)
 
     @property
     def n_agents(self) -> int:
@@ -112,9 +166,15 @@ class MultiItem(Setting):
         return tuple(row[j] for row in self.priors)
 
     def sample(self, key, n):
-        keys = jax.random.split(key, self.n_agents * self.n_items)
+        k_items, k_common = jax.random.split(key)
+        keys = jax.random.split(k_items, self.n_agents * self.n_items)
         cols = [p.sample(keys[i * self.n_items + j], (n,)) for i, row in enumerate(self.priors) for j, p in enumerate(row)]
-        return jnp.stack(cols, axis=1).reshape(n, self.n_agents, self.n_items)
+        v = jnp.stack(cols, axis=1).reshape(n, self.n_agents, self.n_items)
+        if self.common_weight:
+            w = self.common_weight
+            z = self.priors[0][0].sample(k_common, (n, self.n_agents, 1)).astype(v.dtype)
+            v = w * z + (1.0 - w) * v
+        return v
 
     def type_bounds(self):
         lo = np.array([[p.low for p in row] for row in self.priors], dtype=np.float64)
@@ -138,5 +198,14 @@ class MultiItem(Setting):
             grids.append(mesh)
         return jnp.asarray(np.stack(grids))
 
+    def identical(self):
+        """The identical-objects model M^I equivalent to this one (one buyer, exchangeable prior):
+        its prior is the law of the sorted values (Bikhchandani–Mishra Theorem 2, f^I = n!·f^H on
+        the ordered cone)."""
+        from .identical_items import IdenticalItems
+
+        return IdenticalItems(self)
+
     def describe(self) -> str:
-        return f"{self.n_items} items, {self.n_agents} bidder(s), additive values"
+        corr = f", exchangeable (common weight {self.common_weight:g})" if self.common_weight else ""
+        return f"{self.n_items} items, {self.n_agents} bidder(s), {self.valuation.replace('_', '-')} values{corr}"

@@ -96,7 +96,7 @@ class SecondPrice(Mechanism):
 
 
 class VCG(SecondPrice):
-    """Vickrey–Clarke–Groves mechanism for one item.
+    """Vickrey–Clarke–Groves mechanism (for multi_item settings see :meth:`from_config`).
 
     With one item, VCG allocates efficiently (to a highest bidder) and charges the winner the
     externality she imposes, i.e. the highest competing bid: exactly the second-price auction with
@@ -104,10 +104,19 @@ class VCG(SecondPrice):
     """
 
     kind: ClassVar[str] = "vcg"
-    summary: ClassVar[str] = "VCG (for one item: second price, no reserve)"
+    summary: ClassVar[str] = "VCG (one item: second price; additive items: second price per item; unit demand: over matchings)"
 
     @classmethod
-    def from_config(cls, setting, options: dict[str, Any], key=None) -> "VCG":
+    def from_config(cls, setting, options: dict[str, Any], key=None) -> Mechanism:
+        """One item: this class (second price, no reserve). A ``multi_item`` setting: for additive
+        values a second-price auction per item (welfare separates over items); for unit demand VCG
+        over all partial matchings — the affine maximiser with unit weights and no boosts
+        (:class:`~diffmech.mechanisms.neural.affine_maximizer.MultiItemVCG`)."""
+        if getattr(setting, "kind", "") == "multi_item":
+            from ..neural.affine_maximizer import multi_item_vcg  # here: that module imports this one
+
+            _no_options(options, cls.kind, "VCG is the affine maximiser with unit weights and no boosts")
+            return multi_item_vcg(setting)
         _no_options(options, cls.kind, "for one item VCG is the second-price auction without reserve")
         return cls(reserve=0.0)
 

@@ -17,6 +17,15 @@ is the dummy "keep the item" slot, and
 
 so alloc_{ij} ≥ 0 and Σ_i alloc_{ij} = 1 − (dummy share) ≤ 1 for every item (feasible by
 construction, randomised allocations allowed). The result has shape (batch, agents, items).
+This is the head for the setting's feasibility ``"items"``; two more follow the setting:
+
+* ``"unit_demand"`` (each bidder at most one item too): two score matrices s, s' ∈ R^{(n+1)×(m+1)}
+  (row n a dummy bidder, column m a dummy item); A = softmax of s over bidders (per item),
+  B = softmax of s' over items (per bidder), and alloc_{ij} = min(A_{ij}, B_{ij}) — doubly
+  sub-stochastic, Σ_i alloc_{ij} ≤ 1 and Σ_j alloc_{ij} ≤ 1 (Dütting et al. 2019, §3.2).
+* ``"units"`` (identical units, one buyer): q_k = Π_{l ≤ k} sigmoid(s_l), so that
+  1 ≥ q_1 ≥ q_2 ≥ … ≥ q_n ≥ 0 (feasibility (1) of Bikhchandani–Mishra) for every parameter value:
+  the "ordered net" of the identical-objects model.
 
 Payment head (option ``payments``):
 
@@ -71,6 +80,7 @@ from ..base import Mechanism, check_options
 DEFAULT_HIDDEN = (100, 100, 100)
 ACTIVATIONS = {"tanh": jax.nn.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu}
 PAYMENT_MODES = ("ir", "free")
+ALLOCATIONS = ("items", "unit_demand", "units")
 
 
 class _InstanceFlag:
@@ -131,6 +141,19 @@ def _linear(weight: Array, bias: Array) -> eqx.nn.Linear:
     return eqx.tree_at(lambda layer: (layer.weight, layer.bias), skeleton, (weight, bias))
 
 
+def allocation_from_scores(scores: Float[Array, " k"], allocation: str, n: int, m: int) -> Float[Array, "agents items"]:
+    """A feasible (agents, items) allocation from one profile's raw scores (module docstring)."""
+    if allocation == "items":
+        logits = scores.reshape(m, n + 1)
+        return jax.nn.softmax(logits, axis=-1)[:, 1:].T  # drop the dummy slot
+    if allocation == "unit_demand":
+        s = scores.reshape(2, n + 1, m + 1)
+        over_bidders = jax.nn.softmax(s[0], axis=0)  # each item: bidders + dummy bidder
+        over_items = jax.nn.softmax(s[1], axis=1)  # each bidder: items + dummy item
+        return jnp.minimum(over_bidders, over_items)[:n, :m]
+    return jnp.cumprod(jax.nn.sigmoid(scores))[None, :]  # units: q_1 ≥ q_2 ≥ …
+
+
 class RegretNet(Mechanism):
     """RegretNet MLP: softmax allocation with a dummy slot per item, IR-fraction or free payments.
 
@@ -147,6 +170,7 @@ class RegretNet(Mechanism):
     n_agents: int = eqx.field(static=True)
     n_items: int = eqx.field(static=True)
     type_dim: int = eqx.field(static=True)
+    allocation: str = eqx.field(static=True)
     hidden: tuple[int, ...] = eqx.field(static=True)
     activation: str = eqx.field(static=True)
     payments: str = eqx.field(static=True)
@@ -167,6 +191,7 @@ class RegretNet(Mechanism):
         hidden=DEFAULT_HIDDEN,
         activation: str = "tanh",
         payments: str = "ir",
+        allocation: str = "items",
         *,
         key: PRNGKeyArray,
     ):
@@ -183,6 +208,11 @@ class RegretNet(Mechanism):
             raise ConfigError(f"mechanism.payments must be one of {', '.join(PAYMENT_MODES)}, got {payments!r}")
         n_agents, type_dim = low.shape
         n_items = int(n_items)
+        if allocation not in ALLOCATIONS:
+            raise ConfigError(f"regretnet allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
+        if allocation == "units" and n_agents != 1:
+            raise ConfigError("regretnet's identical-units head is for one buyer")
+        self.allocation = allocation
         if payments == "ir" and type_dim != n_items:
             raise ConfigError(
                 f"regretnet payments = \"ir\" needs additive values (type_dim == n_items), got type_dim={type_dim}, "
@@ -198,8 +228,13 @@ class RegretNet(Mechanism):
         self.value_scale = scale
 
         widths = (int(n_agents * type_dim),) + hidden
+        n_scores = {
+            "items": n_items * (int(n_agents) + 1),
+            "unit_demand": 2 * (int(n_agents) + 1) * (n_items + 1),
+            "units": n_items,
+        }[allocation]
         shapes = tuple(zip(widths[1:], widths[:-1])) + (
-            (n_items * (int(n_agents) + 1), widths[-1]),
+            (n_scores, widths[-1]),
             (int(n_agents), widths[-1]),
         )
         linears = [_linear(w, b) for w, b in _uniform_init(key, shapes)]
@@ -220,6 +255,7 @@ class RegretNet(Mechanism):
             hidden=options.get("hidden", list(DEFAULT_HIDDEN)),
             activation=options.get("activation", "tanh"),
             payments=options.get("payments", "ir"),
+            allocation=getattr(setting, "feasibility", "items"),
             key=key,
         )
 
@@ -236,9 +272,7 @@ class RegretNet(Mechanism):
         z = x
         for layer in self.layers:
             z = act(layer(z))
-        logits = self.alloc_head(z).reshape(self.n_items, self.n_agents + 1)
-        alloc = jax.nn.softmax(logits, axis=-1)[:, 1:].T  # drop the dummy slot → (agents, items)
-        return alloc, self.pay_head(z)
+        return allocation_from_scores(self.alloc_head(z), self.allocation, self.n_agents, self.n_items), self.pay_head(z)
 
     def __call__(self, reports: Float[Array, "batch agents dim"]) -> Outcome:
         reports = jnp.asarray(reports)
