@@ -12,11 +12,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import symmetry
 from .checkpoint import Checkpoint, load
 from .config import EvalConfig, Run, TrainConfig, apply_overrides, load_config, resolve
 from .errors import CheckpointError, ConfigError, DiffmechError, TrainingDiverged
 from .evaluate import evaluate
-from . import symmetry
 from .mechanisms import MECHANISMS, Mechanism, mechanism_from_config, transforms
 from .outcome import Outcome
 from .priors import PRIORS, Prior

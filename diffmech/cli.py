@@ -155,8 +155,15 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
         ("ir_violation", _fmt(metrics.get("ir_violation"))),
         ("ir_violation_max", _fmt(metrics.get("ir_violation_max"))),
     ]
+    for key in ("feasibility_violation_max", "symmetry_violation_share", "rank_violation_share", "rank_violation_max"):
+        if key in metrics:
+            rows.append((key, _fmt(metrics[key])))
     for name, val in metrics.get("benchmarks", {}).items():
-        rows.append((f"benchmark {name}", _fmt(val, metrics.get("benchmarks_se", {}).get(name))))
+        row = _fmt(val, metrics.get("benchmarks_se", {}).get(name))
+        if name in metrics.get("benchmarks_gap", {}):
+            g, gse = metrics["benchmarks_gap"][name], metrics["benchmarks_gap_se"][name]
+            row += f"   (gap {g:+.5f} ± {gse:.1e}, paired)"
+        rows.append((f"benchmark {name}", row))
     width = max(len(r[0]) for r in rows)
     lines = [title] if title else []
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]

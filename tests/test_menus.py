@@ -118,7 +118,7 @@ def test_rochetnet_config_errors_and_registry_round_trip():
     mech = dm.mechanism_from_config(s, {"kind": "rochetnet", "menu_size": 8})
     assert isinstance(mech, RochetNet) and mech.prices.shape == (8,) and mech.logits.shape == (8, 2)
     assert float(mech.prices.min()) >= 0.0 and float(mech.prices.max()) <= 2.0  # U[0, value scale 2]
-    assert mech.temperature == pytest.approx(0.02)  # 0.01 × value scale
+    assert mech.temperature == pytest.approx(0.005)  # 0.0025 × value scale
     assert len(eqx.filter(jax.tree_util.tree_leaves(mech), eqx.is_inexact_array)) == 2  # only the menu trains
     for bad_setting, options, msg in [
         (_setting(2, 2), {"menu_size": 8}, "one buyer"),

@@ -63,7 +63,7 @@ class MultiItem(Setting):
         "(keys: n_agents, n_items, prior | item_priors | priors, valuation, common_weight)"
     )
     #: all benchmarks this setting may use; :meth:`benchmark_names` picks those that apply
-    benchmarks: ClassVar[tuple[str, ...]] = ("itemwise_myerson", "bundle_price", "uniform_item_price", "vcg")
+    benchmarks: ClassVar[tuple[str, ...]] = ("itemwise_myerson", "bundle_price", "uniform_item_price", "vcg", "manelli_vincent")
 
     def __init__(self, priors, valuation: str = "additive", common_weight: float = 0.0):
         priors = tuple(tuple(row) for row in priors)
@@ -145,6 +145,8 @@ class MultiItem(Setting):
             names.append("itemwise_myerson")
         if self.n_agents == 1:
             names.append("bundle_price" if self.valuation == "additive" else "uniform_item_price")
+            if self._is_manelli_vincent():
+                names.append("manelli_vincent")
         elif self.valuation == "additive":
             names.append("vcg")
         return tuple(n for n in names if n in MECHANISMS)
@@ -197,6 +199,14 @@ class MultiItem(Setting):
             mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, self.n_items)
             grids.append(mesh)
         return jnp.asarray(np.stack(grids))
+
+    def _is_manelli_vincent(self) -> bool:
+        """One buyer, two additive items iid U[0,1]: the setting of the Manelli–Vincent optimum."""
+        unit = {"dist": "uniform", "low": 0.0, "high": 1.0}
+        return (
+            self.n_agents == 1 and self.n_items == 2 and self.valuation == "additive" and self.independent
+            and all(p.to_config() == unit for p in self.priors[0])
+        )
 
     def identical(self):
         """The identical-objects model M^I equivalent to this one (one buyer, exchangeable prior):

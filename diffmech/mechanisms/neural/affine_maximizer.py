@@ -158,7 +158,7 @@ class AffineMaximizer(Mechanism):
         assign = enumerate_allocations(n, m, valuation)
         _, _, n_bundles = _tables(assign, n)
         shape = (n, n_bundles) if boosts == "vvca" else (len(assign),)
-        tau = parse_temperature(cls.kind, temperature, value_scale(setting, cls.kind))
+        tau = parse_temperature(cls.kind, temperature, value_scale(setting, cls.kind), relative=0.01)
         return cls(jnp.zeros((n,)), jnp.zeros(shape), assign, n, m, boosts, tau)
 
     @classmethod

@@ -23,7 +23,7 @@ Training (``training_outcome``) uses the softmax relaxation of the buyer's choic
     w_k(b) = softmax_k(u_k(b) / τ),   alloc = Σ_k w_k a_k,   payment = Σ_k w_k p_k,
 
 over all K + 1 options, with temperature τ (option ``temperature``, in the units of values;
-default 0.01 × the setting's value scale S = the largest value one deterministic allocation can
+default 0.0025 × the setting's value scale S = the largest value one deterministic allocation can
 have for the buyer: Σ_j high_j for additive values and units, max_j high_j for unit demand). As
 τ → 0 the relaxation tends to the hard menu at every b without ties.
 
@@ -61,7 +61,7 @@ from ...outcome import Outcome
 from ..base import Mechanism, check_options
 
 DEFAULT_MENU_SIZE = 500
-DEFAULT_RELATIVE_TEMPERATURE = 0.01
+DEFAULT_RELATIVE_TEMPERATURE = 0.0025
 FEASIBILITIES = ("items", "unit_demand", "units")
 
 
@@ -78,10 +78,10 @@ def value_scale(setting, kind: str) -> float:
     return scale if scale > 0 else 1.0
 
 
-def parse_temperature(kind: str, value: Any, scale: float) -> float:
-    """Option ``temperature``: a number > 0 in value units; default 0.01 × value scale."""
+def parse_temperature(kind: str, value: Any, scale: float, relative: float = DEFAULT_RELATIVE_TEMPERATURE) -> float:
+    """Option ``temperature``: a number > 0 in value units; default ``relative`` × value scale."""
     if value is None:
-        return DEFAULT_RELATIVE_TEMPERATURE * scale
+        return relative * scale
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"mechanism.temperature for {kind} must be a number > 0 (in value units), got {value!r}")
     return float(value)
@@ -100,7 +100,7 @@ class RochetNet(Mechanism):
     """A learned menu of K lotteries plus the null option; the buyer takes her favourite.
 
     See the module docstring. Options: ``menu_size`` (K, default 500), ``temperature`` (τ of the
-    training relaxation, value units, default 0.01 × value scale).
+    training relaxation, value units, default 0.0025 × value scale).
     """
 
     logits: Float[Array, "menu slots"]
