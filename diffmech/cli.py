@@ -188,6 +188,11 @@ def _write_figures(directory: Path, mechanism, setting, history, metrics):
     if setting.n_agents == 2 and setting.type_dim == 1:
         reference = mechanism_from_config(setting, {"kind": "myerson"}) if "myerson" in setting.benchmark_names() else None
         written.append(plots.plot_maps(mechanism, setting, directory / "maps.png", reference=reference))
+    elif setting.n_agents == 1 and setting.type_dim == 2:
+        names = setting.benchmark_names()
+        kind = next((k for k in ("manelli_vincent", "uniform_price", "bundle_price", "uniform_item_price") if k in names), None)
+        reference = mechanism_from_config(setting, {"kind": kind}) if kind else None
+        written.append(plots.plot_item_maps(mechanism, setting, directory / "maps.png", reference=reference))
     return written
 
 

@@ -1,4 +1,5 @@
-"""Figures: training curves, allocation/payment maps of two-bidder mechanisms, revenue bars.
+"""Figures: training curves, allocation/payment maps (two bidders with one item; one buyer with two
+items), revenue bars.
 
 Everything is drawn on a :class:`matplotlib.figure.Figure` rendered by the non-interactive Agg
 canvas directly, without pyplot: no global state is touched, so a user who chose another backend
@@ -22,9 +23,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .errors import DiffmechError
+from .errors import ConfigError, DiffmechError
 
-__all__ = ["plot_training", "plot_maps", "plot_revenue_bars"]
+__all__ = ["plot_training", "plot_maps", "plot_item_maps", "item_map_arrays", "plot_revenue_bars"]
 
 DPI = 110
 #: above this many points a curve is drawn without markers
@@ -360,6 +361,135 @@ def plot_maps(
             vmin, vmax = ranges[key]
             im = ax.imshow(data[key], extent=extent, origin="lower", aspect="auto",
                            cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_title(title, fontsize="medium")
+            ax.set_xlabel("v1")
+            ax.set_ylabel("v2")
+            subfig.colorbar(im, ax=ax, shrink=0.9)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# allocation / payment maps of one buyer with two items
+
+
+def _check_one_buyer_two_items(setting) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(lo, hi, sorted_types)`` of a one-buyer two-item setting; ``ConfigError`` otherwise."""
+    kind = getattr(setting, "kind", type(setting).__name__)
+    n = int(getattr(setting, "n_agents", 0))
+    m = int(getattr(setting, "n_items", 0))
+    if kind not in ("multi_item", "identical_items") or n != 1 or m != 2:
+        raise ConfigError(
+            "item maps need a multi_item setting with 1 bidder and 2 items or an identical_items setting "
+            f"with 2 units; this one is {kind!r} with {n} bidder(s) and {m} item(s) (use plot_maps for 2 bidders, 1 item)"
+        )
+    lo, hi = setting.type_bounds()
+    lo = np.asarray(lo, dtype=np.float64).reshape(2)
+    hi = np.asarray(hi, dtype=np.float64).reshape(2)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+        raise ConfigError(
+            "item maps need bounded type spaces; this setting's type bounds are "
+            f"low={lo.tolist()}, high={hi.tolist()}"
+        )
+    return lo, hi, kind == "identical_items"
+
+
+def _check_grid(grid) -> int:
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ConfigError(f"allocation maps need a grid of at least 2 points per axis, got {grid!r}")
+    return int(grid)
+
+
+def item_map_arrays(mechanism, setting, grid: int = 101) -> dict[str, np.ndarray]:
+    """The values :func:`plot_item_maps` draws: ``mechanism`` on a ``grid × grid`` type square.
+
+    The buyer's types (v1, v2) span ``setting.type_bounds()``; the mechanism is called once on
+    all ``grid²`` reports, shape ``(grid², 1, 2)``. Returns ``(grid, grid)`` arrays indexed
+    ``[v2 index, v1 index]`` (rows follow v2, columns v1, as ``imshow(origin="lower")`` expects):
+    ``q1`` and ``q2``, the probabilities of item (unit) 1 and 2 — for ``identical_items``, q_k is
+    the probability of at least k units —, ``t`` the payment, and the axes ``v1`` (grid,) and
+    ``v2`` (grid,). For ``identical_items`` the types are sorted, v1 ≥ v2, so cells with v2 > v1
+    lie outside the type space and are NaN.
+
+    Raises:
+        ConfigError: the setting is not one buyer with two items (or two identical units), its
+            type space is unbounded, or ``grid`` < 2.
+    """
+    import jax.numpy as jnp
+
+    lo, hi, sorted_types = _check_one_buyer_two_items(setting)
+    grid = _check_grid(grid)
+    v1 = np.linspace(lo[0], hi[0], grid)
+    v2 = np.linspace(lo[1], hi[1], grid)
+    V1, V2 = np.meshgrid(v1, v2, indexing="xy")
+    reports = np.stack([V1.ravel(), V2.ravel()], axis=-1)[:, None, :]  # (grid², 1, 2)
+    outcome = mechanism(jnp.asarray(reports, dtype=jnp.result_type(float)))
+    alloc = np.asarray(outcome.alloc, dtype=np.float64).reshape(grid * grid, -1)
+    pay = np.asarray(outcome.payments, dtype=np.float64).reshape(grid * grid, -1)
+    if alloc.shape[1] != 2 or pay.shape[1] != 1:
+        raise ConfigError(
+            f"item maps need a mechanism for 1 buyer and 2 items; it returned allocations of "
+            f"shape {tuple(np.shape(outcome.alloc))} and payments of shape {tuple(np.shape(outcome.payments))}"
+        )
+    shape = (grid, grid)
+    out = {"q1": alloc[:, 0].reshape(shape), "q2": alloc[:, 1].reshape(shape), "t": pay[:, 0].reshape(shape)}
+    if sorted_types:
+        outside = V2 > V1
+        for a in out.values():
+            a[outside] = np.nan
+    out["v1"], out["v2"] = v1, v2
+    return out
+
+
+def _label_of(mechanism) -> str:
+    kind = getattr(mechanism, "kind", None)
+    return kind if isinstance(kind, str) and kind else type(mechanism).__name__
+
+
+def plot_item_maps(mechanism, setting, path: str | os.PathLike, reference=None, grid: int = 101) -> Path:
+    """Heatmaps of the allocations q_1(v), q_2(v) and the payment t(v) of a one-buyer, two-item
+    mechanism over the buyer's type square (v1, v2).
+
+    For ``multi_item`` with 1 bidder and 2 items (additive or unit-demand) q_j is the probability
+    of item j; for ``identical_items`` with 2 units, q_k is the probability of at least k units and
+    only the cone v1 ≥ v2 is drawn (the rest is outside the type space and left blank). Values come
+    from :func:`item_map_arrays` (one batched call per mechanism). Allocations use the colour scale
+    [0, 1]; the payment scale spans 0 to the largest payment of either row. ``reference`` (e.g. the
+    Manelli–Vincent menu) gets a second row with the same panels, titled with its kind. The figure
+    is titled with ``setting.describe()``.
+
+    Raises:
+        ConfigError: the setting is not one buyer with two items / two identical units, its type
+            space is unbounded, or ``grid`` < 2.
+    """
+    lo, hi, sorted_types = _check_one_buyer_two_items(setting)
+    rows = [(_label_of(mechanism), item_map_arrays(mechanism, setting, grid))]
+    if reference is not None:
+        rows.append((_label_of(reference), item_map_arrays(reference, setting, grid)))
+
+    unit = "at least {} unit{}" if sorted_types else "item {}{}"
+    panels = [
+        ("q1", f"q1: {unit.format(1, '')}", "viridis"),
+        ("q2", f"q2: {unit.format(2, 's' if sorted_types else '')}", "viridis"),
+        ("t", "payment t", "magma"),
+    ]
+    ranges = {"q1": (0.0, 1.0), "q2": (0.0, 1.0), "t": _range([r["t"] for _, r in rows], 0.0, None)}
+
+    extent = (lo[0], hi[0], lo[1], hi[1])
+    fig = _new_figure((3 * 3.7, len(rows) * 3.4 + 0.5))
+    fig.suptitle(setting.describe())
+    subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
+    for subfig, (row_label, data) in zip(subfigs, rows):
+        subfig.suptitle(row_label, fontweight="bold")
+        axes = subfig.subplots(1, len(panels))
+        for ax, (key, title, cmap) in zip(axes, panels):
+            vmin, vmax = ranges[key]
+            im = ax.imshow(data[key], extent=extent, origin="lower", aspect="auto",
+                           cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            if sorted_types:  # the boundary of the type space v1 ≥ v2
+                a, b = max(lo[0], lo[1]), min(hi[0], hi[1])
+                ax.plot([a, b], [a, b], color="0.5", linewidth=0.8)
+            ax.set_xlim(lo[0], hi[0])
+            ax.set_ylim(lo[1], hi[1])
             ax.set_title(title, fontsize="medium")
             ax.set_xlabel("v1")
             ax.set_ylabel("v2")

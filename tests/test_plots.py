@@ -193,3 +193,120 @@ def test_revenue_bars(tmp_path):
                                                 tmp_path / "bars2.png"))
     assert img.shape != other.shape or not np.array_equal(img, other)
     assert_png(plots.plot_revenue_bars({}, tmp_path / "none.png"), min_bytes=1_000)
+
+
+# ---------------------------------------------------------------------------------------------
+# plot_item_maps: one buyer, two items
+
+
+def _setting_from(cfg):
+    import diffmech
+
+    return diffmech.setting_from_config(cfg)
+
+
+U01 = {"dist": "uniform", "low": 0.0, "high": 1.0}
+
+
+@pytest.fixture(scope="module")
+def mv_setting():
+    return _setting_from({"kind": "multi_item", "prior": U01, "n_agents": 1, "n_items": 2, "valuation": "additive"})
+
+
+@pytest.fixture(scope="module")
+def units_setting():
+    return _setting_from({"kind": "identical_items", "n_items": 2, "prior": U01})
+
+
+def _mech(setting, kind):
+    from diffmech.mechanisms import mechanism_from_config
+
+    return mechanism_from_config(setting, {"kind": kind})
+
+
+def test_item_map_arrays_match_manelli_vincent_rule(mv_setting):
+    calls = []
+    mv = _mech(mv_setting, "manelli_vincent")
+
+    class Recording(eqx.Module):
+        def __call__(self, reports):
+            calls.append(reports.shape)
+            return mv(reports)
+
+    data = plots.item_map_arrays(Recording(), mv_setting, grid=11)  # axes 0, 0.1, ..., 1
+    assert calls == [(121, 1, 2)]
+    assert np.allclose(data["v1"], np.linspace(0, 1, 11)) and np.allclose(data["v2"], np.linspace(0, 1, 11))
+    bundle = (4.0 - np.sqrt(2.0)) / 3.0
+
+    def at(v1, v2):  # rows follow v2, columns v1
+        r, c = round(v2 * 10), round(v1 * 10)
+        return data["q1"][r, c], data["q2"][r, c], data["t"][r, c]
+
+    assert np.allclose(at(0.9, 0.1), (1.0, 0.0, 2.0 / 3.0), atol=1e-6)  # item 1 alone at 2/3
+    assert np.allclose(at(0.1, 0.9), (0.0, 1.0, 2.0 / 3.0), atol=1e-6)  # item 2 alone (orientation)
+    assert np.allclose(at(0.9, 0.9), (1.0, 1.0, bundle), atol=1e-6)  # the bundle at (4 − √2)/3
+    assert np.allclose(at(0.1, 0.1), (0.0, 0.0, 0.0), atol=1e-6)  # nothing
+    assert all(np.isfinite(data[k]).all() for k in ("q1", "q2", "t"))  # no masking off the cone
+
+
+def test_item_map_arrays_mask_outside_cone_for_identical_units(units_setting):
+    data = plots.item_map_arrays(_mech(units_setting, "uniform_price"), units_setting, grid=11)
+    V1, V2 = np.meshgrid(data["v1"], data["v2"], indexing="xy")
+    outside = V2 > V1
+    assert outside.sum() == 55
+    for k in ("q1", "q2", "t"):
+        assert np.isnan(data[k][outside]).all()
+        assert np.isfinite(data[k][~outside]).all()
+    # uniform price p = 1/2: at (0.9, 0.1) one unit for 1/2, at (0.9, 0.6) both for 1
+    assert (data["q1"][1, 9], data["q2"][1, 9], data["t"][1, 9]) == pytest.approx((1.0, 0.0, 0.5))
+    assert (data["q1"][6, 9], data["q2"][6, 9], data["t"][6, 9]) == pytest.approx((1.0, 1.0, 1.0))
+    assert (data["q1"][3, 4], data["t"][3, 4]) == pytest.approx((0.0, 0.0))
+
+
+def test_item_maps_png_and_reference_row(tmp_path, mv_setting, units_setting):
+    mv = _mech(mv_setting, "manelli_vincent")
+    bundle = _mech(mv_setting, "bundle_price")
+    one = plots.plot_item_maps(bundle, mv_setting, tmp_path / "m" / "one.png", grid=GRID)
+    two = plots.plot_item_maps(bundle, mv_setting, tmp_path / "m" / "two.png", reference=mv, grid=GRID)
+    assert one == tmp_path / "m" / "one.png"
+    img1, img2 = assert_png(one), assert_png(two)
+    assert img2.shape[0] > 1.5 * img1.shape[0]  # a second row for the reference
+    assert img2.shape[1] == img1.shape[1]
+    # the allocation panel is not blank: several colours inside it
+    h, w = img1.shape[:2]
+    assert n_colours(img1[int(0.3 * h): int(0.8 * h), int(0.05 * w): int(0.25 * w), :3]) >= 3
+    units = plots.plot_item_maps(_mech(units_setting, "uniform_price"), units_setting, tmp_path / "u.png", grid=GRID)
+    assert_png(units)
+
+
+def test_item_maps_reject_two_bidders(tmp_path):
+    from diffmech.errors import ConfigError
+
+    two = _setting_from({"kind": "multi_item", "prior": U01, "n_agents": 2, "n_items": 2, "valuation": "additive"})
+    with pytest.raises(ConfigError, match="1 bidder and 2 items") as info:
+        plots.plot_item_maps(Constant(), two, tmp_path / "x.png", grid=GRID)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="1 bidder and 2 items"):
+        plots.item_map_arrays(Constant(), SingleItem([Uniform(0, 1)] * 2), grid=GRID)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_write_figures_uses_item_maps_with_benchmark_reference(tmp_path, monkeypatch, mv_setting, units_setting):
+    from diffmech import cli
+
+    seen = []
+    real = plots.plot_item_maps
+
+    def spy(mechanism, setting, path, reference=None, grid=101):
+        seen.append(getattr(reference, "kind", None))
+        return real(mechanism, setting, path, reference=reference, grid=GRID)
+
+    monkeypatch.setattr(plots, "plot_item_maps", spy)
+    mv = _mech(mv_setting, "manelli_vincent")
+    written = cli._write_figures(tmp_path / "a", mv, mv_setting, [], {})
+    assert written == [tmp_path / "a" / "maps.png"]
+    assert_png(written[0])
+    cli._write_figures(tmp_path / "b", _mech(units_setting, "uniform_price"), units_setting, [], {})
+    unit_demand = _setting_from({"kind": "multi_item", "prior": U01, "n_agents": 1, "n_items": 2, "valuation": "unit_demand"})
+    cli._write_figures(tmp_path / "c", _mech(unit_demand, "uniform_item_price"), unit_demand, [], {})
+    assert seen == ["manelli_vincent", "uniform_price", "uniform_item_price"]
