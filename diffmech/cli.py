@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lp", help="exact optimum for one buyer on a type grid (LP over all IC, IR mechanisms; MILP if deterministic)")
     p.add_argument("config", help="a config whose setting is multi_item with one buyer, or identical_items")
-    p.add_argument("--points", type=int, default=20, help="grid points per value axis (default 20)")
+    p.add_argument("--points", type=int, help="grid points per value axis (default 20 for two items, 12 for three, fewer beyond)")
     p.add_argument("--deterministic", action="store_true", help="optimum over deterministic mechanisms (MILP)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -319,6 +319,8 @@ def cmd_lp(args) -> int:
 
     raw = apply_overrides(load_config(args.config), list(args.set))
     setting = setting_from_config(raw.get("setting"))
+    if args.points is None:
+        args.points = max(2, min(20, int(2000 ** (1.0 / setting.type_dim) + 1e-9)))
     if not 2 <= args.points <= 200:
         raise DiffmechError(f"--points must be between 2 and 200, got {args.points}")
     if setting.kind == "identical_items":

@@ -179,7 +179,8 @@ class Run:
 
     @property
     def trainable(self) -> bool:
-        return self.mechanism_class.trainable
+        options = {k: v for k, v in self.mechanism_cfg.items() if k != "kind"}
+        return self.mechanism_class.is_trainable(options)
 
     def build_mechanism(self, key: jax.Array):
         from .mechanisms import mechanism_from_config

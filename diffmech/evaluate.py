@@ -37,6 +37,7 @@ import numpy as np
 
 from . import constraints as C
 from .config import EvalConfig, TrainConfig
+from .errors import ConfigError
 from .symmetry import item_permutations, rank_violations, symmetry_gaps
 
 
@@ -54,9 +55,21 @@ def _padded(x, start, stop, size):
     return part
 
 
+def check_outcome_shape(out, setting, types) -> None:
+    """Refuse (one line) a mechanism whose allocation does not fit the setting (e.g. a one-item
+    auction run on several items), instead of silently broadcasting it."""
+    want = (types.shape[0], setting.n_agents, getattr(setting, "n_items", setting.type_dim))
+    if tuple(out.alloc.shape) != want or tuple(out.payments.shape) != want[:2]:
+        raise ConfigError(
+            f"the mechanism returns allocations of shape {tuple(out.alloc.shape)} but the setting needs {want}; "
+            "choose a mechanism made for this setting"
+        )
+
+
 @eqx.filter_jit
 def _truthful_metrics(mechanism, setting, types):
     out = mechanism(types)
+    check_outcome_shape(out, setting, types)
     return (
         setting.objective_value(types, out),
         C.revenue(out),

@@ -48,6 +48,12 @@ class Mechanism(eqx.Module):
         return self(reports)
 
     @classmethod
+    def is_trainable(cls, options: dict[str, Any]) -> bool:
+        """Whether the mechanism a ``[mechanism]`` table (without ``kind``) describes has
+        parameters to learn; ``trainable`` unless the class depends on its options (transforms)."""
+        return bool(cls.trainable)
+
+    @classmethod
     @abc.abstractmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "Mechanism":
         """Build from the ``[mechanism]`` table (without ``kind``). Raises ConfigError on bad keys.
@@ -62,6 +68,15 @@ def check_options(kind: str, options: dict[str, Any], valid: tuple[str, ...]) ->
     if unknown:
         raise ConfigError(
             f"unknown key(s) in [mechanism] for {kind}: {', '.join(unknown)}; valid keys: {', '.join(sorted(valid)) or 'none'}"
+        )
+
+
+def require_single_item(setting, kind: str) -> None:
+    """Raise a one-line ConfigError unless ``setting`` sells one item with one-dimensional types."""
+    if getattr(setting, "type_dim", None) != 1 or getattr(setting, "n_items", 1) != 1:
+        raise ConfigError(
+            f"mechanism {kind!r} sells one item (one-dimensional types); for several items use itemwise_myerson, vcg, "
+            "regretnet or another multi-item mechanism"
         )
 
 

@@ -46,6 +46,14 @@ def _sort_decreasing(reports: Float[Array, "batch 1 m"]):
     return jnp.take_along_axis(reports, sigma, axis=-1), sigma
 
 
+def _base_trainable(options: dict[str, Any]) -> bool:
+    from . import MECHANISMS
+
+    base = options.get("base")
+    cls = MECHANISMS.get(base.get("kind")) if isinstance(base, dict) else None
+    return cls is not None and cls.is_trainable({k: v for k, v in base.items() if k != "kind"})
+
+
 def _one_buyer(setting, kind: str) -> None:
     if getattr(setting, "n_agents", None) != 1 or getattr(setting, "kind", "") not in ("multi_item", "identical_items"):
         raise ConfigError(f"mechanism '{kind}' is defined for one buyer and several items (multi_item with n_agents = 1)")
@@ -76,11 +84,20 @@ class SymmetricExtension(Mechanism):
     ir_by_construction = _FromBase("ir_by_construction")
 
     @classmethod
+    def is_trainable(cls, options: dict[str, Any]) -> bool:
+        return _base_trainable(options)
+
+    @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "SymmetricExtension":
         from . import mechanism_from_config
 
         check_options(cls.kind, options, ("base",))
         _one_buyer(setting, cls.kind)
+        if setting.kind == "multi_item" and (setting.valuation != "additive" or not setting.exchangeable):
+            raise ConfigError(
+                "mechanism 'symmetric_extension' maps the identical-objects model to additive items with one shared prior "
+                "(an exchangeable prior); this setting is not one"
+            )
         if "base" not in options or not isinstance(options["base"], dict):
             raise ConfigError("mechanism 'symmetric_extension' needs base = { kind = ... }, the mechanism on sorted types")
         if options["base"].get("kind") == cls.kind:
@@ -128,12 +145,18 @@ class Symmetrised(Mechanism):
         self.perms = tuple(itertools.permutations(range(n_items)))
 
     @classmethod
+    def is_trainable(cls, options: dict[str, Any]) -> bool:
+        return _base_trainable(options)
+
+    @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "Symmetrised":
         from . import mechanism_from_config
 
         check_options(cls.kind, options, ("base",))
-        if getattr(setting, "kind", "") != "multi_item":
-            raise ConfigError("mechanism 'symmetrised' permutes heterogeneous items; use it with a multi_item setting")
+        if getattr(setting, "kind", "") != "multi_item" or not setting.exchangeable:
+            raise ConfigError(
+                "mechanism 'symmetrised' permutes heterogeneous items: it needs a multi_item setting whose items share one prior"
+            )
         if not isinstance(options.get("base"), dict) or options["base"].get("kind") == cls.kind:
             raise ConfigError("mechanism 'symmetrised' needs base = { kind = ... } (not itself symmetrised)")
         return cls(mechanism_from_config(setting, options["base"], key), setting.n_items)

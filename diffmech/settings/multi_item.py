@@ -147,7 +147,7 @@ class MultiItem(Setting):
             names.append("bundle_price" if self.valuation == "additive" else "uniform_item_price")
             if self._is_manelli_vincent():
                 names.append("manelli_vincent")
-        elif self.valuation == "additive":
+        elif self.valuation == "additive" or self._vcg_enumerable():
             names.append("vcg")
         return tuple(n for n in names if n in MECHANISMS)
 
@@ -168,7 +168,7 @@ class MultiItem(Setting):
         return tuple(row[j] for row in self.priors)
 
     def sample(self, key, n):
-        k_items, k_common = jax.random.split(key)
+        k_items, k_common = jax.random.split(key) if self.common_weight else (key, None)
         keys = jax.random.split(k_items, self.n_agents * self.n_items)
         cols = [p.sample(keys[i * self.n_items + j], (n,)) for i, row in enumerate(self.priors) for j, p in enumerate(row)]
         v = jnp.stack(cols, axis=1).reshape(n, self.n_agents, self.n_items)
@@ -199,6 +199,11 @@ class MultiItem(Setting):
             mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, self.n_items)
             grids.append(mesh)
         return jnp.asarray(np.stack(grids))
+
+    def _vcg_enumerable(self) -> bool:
+        from ..mechanisms.neural.affine_maximizer import MAX_ALLOCATIONS, count_allocations
+
+        return count_allocations(self.n_agents, self.n_items, self.valuation) <= MAX_ALLOCATIONS
 
     def _is_manelli_vincent(self) -> bool:
         """One buyer, two additive items iid U[0,1]: the setting of the Manelli–Vincent optimum."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from jaxtyping import Array, Float
 
 from ...outcome import Outcome
-from ..base import Mechanism
+from ..base import Mechanism, require_single_item
 from .second_price import _parse_reserve, highest_bidders
 
 
@@ -37,6 +37,7 @@ class FirstPrice(Mechanism):
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "FirstPrice":
+        require_single_item(setting, cls.kind)
         return cls(reserve=_parse_reserve(options, cls.kind))
 
     def __call__(self, reports: Float[Array, "batch agents 1"]) -> Outcome:

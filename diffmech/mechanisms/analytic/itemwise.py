@@ -32,8 +32,13 @@ class ItemwiseMyerson(Mechanism):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "ItemwiseMyerson":
         check_options(cls.kind, options, ())
-        if not hasattr(setting, "item_priors"):
+        if getattr(setting, "kind", "") != "multi_item":
             raise ConfigError("mechanism 'itemwise_myerson' needs a multi_item setting; for one item use 'myerson'")
+        if setting.valuation != "additive" or not setting.independent:
+            raise ConfigError(
+                "mechanism 'itemwise_myerson' needs additive values and independent priors (no valuation = \"unit_demand\", "
+                "no common_weight)"
+            )
         return cls(tuple(Myerson(setting.item_priors(j)) for j in range(setting.n_items)))
 
     def __call__(self, reports: Float[Array, "batch agents items"]) -> Outcome:

@@ -20,7 +20,6 @@ from jaxtyping import Array, Float
 
 from ...errors import ConfigError
 from ...outcome import Outcome
-from ...priors import Uniform
 from ..base import Mechanism, check_options, float_dtype
 
 ITEM_PRICE = 2.0 / 3.0
@@ -39,13 +38,7 @@ class ManelliVincent(Mechanism):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "ManelliVincent":
         check_options(cls.kind, options, ())
-        priors = getattr(setting, "priors", None)
-        ok = (
-            getattr(setting, "kind", "") == "multi_item"
-            and setting.n_agents == 1
-            and setting.n_items == 2
-            and all(isinstance(p, Uniform) and (p.low, p.high) == (0.0, 1.0) for p in priors[0])
-        )
+        ok = getattr(setting, "kind", "") == "multi_item" and setting._is_manelli_vincent()
         if not ok:
             raise ConfigError("mechanism 'manelli_vincent' is the optimum for 1 buyer and 2 items iid U[0,1] only")
         return cls()

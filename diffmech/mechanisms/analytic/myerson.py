@@ -56,7 +56,7 @@ from jaxtyping import Array, Float
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ...priors import Prior
-from ..base import Mechanism, float_dtype
+from ..base import Mechanism, float_dtype, require_single_item
 
 
 class Myerson(Mechanism):
@@ -92,6 +92,7 @@ class Myerson(Mechanism):
                 f"unknown option(s) for mechanism 'myerson': {', '.join(sorted(options))}; "
                 "it takes none (the priors come from the setting)"
             )
+        require_single_item(setting, cls.kind)
         priors = getattr(setting, "priors", None)
         if priors is None:
             raise ConfigError("mechanism 'myerson' needs a single_item setting (one prior per bidder)")

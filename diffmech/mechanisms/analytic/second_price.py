@@ -35,7 +35,7 @@ from ..._compat import enable_x64
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ...priors import Prior
-from ..base import Mechanism, float_dtype
+from ..base import Mechanism, float_dtype, require_single_item
 
 
 def _parse_reserve(options: dict[str, Any], kind: str) -> float:
@@ -84,6 +84,7 @@ class SecondPrice(Mechanism):
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "SecondPrice":
+        require_single_item(setting, cls.kind)
         return cls(reserve=_parse_reserve(options, cls.kind))
 
     def __call__(self, reports: Float[Array, "batch agents 1"]) -> Outcome:
@@ -118,6 +119,7 @@ class VCG(SecondPrice):
             _no_options(options, cls.kind, "VCG is the affine maximiser with unit weights and no boosts")
             return multi_item_vcg(setting)
         _no_options(options, cls.kind, "for one item VCG is the second-price auction without reserve")
+        require_single_item(setting, cls.kind)
         return cls(reserve=0.0)
 
 
@@ -134,6 +136,7 @@ class BestReserveSecondPrice(SecondPrice):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "BestReserveSecondPrice":
         _no_options(options, cls.kind, "the reserve is optimised for the setting's priors")
+        require_single_item(setting, cls.kind)
         priors = getattr(setting, "priors", None)
         if priors is None:
             raise ConfigError(f"mechanism {cls.kind!r} needs a single_item setting (one prior per bidder)")

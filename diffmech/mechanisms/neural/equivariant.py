@@ -92,7 +92,7 @@ class EquivariantNet(Mechanism):
             )
         if activation not in ACTIVATIONS:
             raise ConfigError(f"mechanism.activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-        channels = _parse_hidden(channels)
+        channels = _parse_hidden(channels, "channels")
         self.low, self.high = tuple(float(x) for x in low), tuple(float(x) for x in high)
         self.n_agents, self.n_items = len(self.low), int(n_items)
         self.bidder_symmetric, self.allocation = bool(bidder_symmetric), allocation
@@ -106,11 +106,15 @@ class EquivariantNet(Mechanism):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "EquivariantNet":
         check_options(cls.kind, options, ("channels", "activation"))
-        low, high = _finite_bounds(cls.kind, setting)
-        if not (np.all(low == low[:, :1]) and np.all(high == high[:, :1])):
+        if getattr(setting, "kind", "") == "identical_items":
             raise ConfigError(
-                "mechanism 'equivariant' needs each bidder's items to share one value interval (a prior symmetric across items)"
+                "mechanism 'equivariant' needs heterogeneous items; identical units are ordered — use 'regretnet' or 'rochetnet'"
             )
+        if getattr(setting, "kind", "") != "multi_item" or not setting.exchangeable:
+            raise ConfigError(
+                "mechanism 'equivariant' needs a multi_item setting in which each bidder's items share one prior (symmetric across items)"
+            )
+        low, high = _finite_bounds(cls.kind, setting)
         priors = getattr(setting, "priors", None)
         symmetric = priors is not None and len({repr([p.to_config() for p in row]) for row in priors}) == 1
         return cls(

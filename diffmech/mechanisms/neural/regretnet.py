@@ -107,12 +107,12 @@ def _as_tuple(a: np.ndarray) -> tuple:
     return tuple(tuple(float(v) for v in row) for row in np.asarray(a, dtype=np.float64))
 
 
-def _parse_hidden(value: Any) -> tuple[int, ...]:
+def _parse_hidden(value: Any, key: str = "hidden") -> tuple[int, ...]:
     ok = isinstance(value, (list, tuple)) and all(
         isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in value
     )
     if not ok:
-        raise ConfigError(f"mechanism.hidden must be a list of positive integers, got {value!r}")
+        raise ConfigError(f"mechanism.{key} must be a list of positive integers, got {value!r}")
     return tuple(int(w) for w in value)
 
 
