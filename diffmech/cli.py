@@ -381,7 +381,7 @@ def cmd_list(args) -> int:
         print(f"  {k:<28} {c.summary}")
     print("mechanisms:")
     for k, c in MECHANISMS.items():
-        tag = "neural" if c.trainable else "analytic"
+        tag = "transform" if c.__module__.endswith(".transforms") else ("neural" if c.trainable else "analytic")
         print(f"  {k:<28} [{tag}] {c.summary}")
     print("priors:")
     for k, c in PRIORS.items():
