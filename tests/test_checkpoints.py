@@ -8,13 +8,18 @@ import diffmech as dm
 from diffmech.config import EvalConfig
 
 ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
-NAMES = ["two_bidders_uniform", "deb_pai_example1"]
+NAMES = {
+    "two_bidders_uniform": ("monotone", 2),
+    "deb_pai_example1": ("monotone", 2),
+    "one_buyer_two_items_rochetnet": ("rochetnet", 1),
+    "one_buyer_two_items_regretnet": ("regretnet", 1),
+}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sorted(NAMES))
 def test_committed_checkpoint_loads_and_reproduces_its_revenue(name):
     ck = dm.load(ROOT / name)
-    assert ck.config["mechanism"]["kind"] == "monotone" and ck.setting.n_agents == 2
+    assert (ck.config["mechanism"]["kind"], ck.setting.n_agents) == NAMES[name]
     assert not (ROOT / name / "resume").exists()  # resume state is never published
     # recompute the stored revenue on the stored samples (same seed and size; attack switched off)
     stored = ck.metrics

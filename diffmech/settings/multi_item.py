@@ -168,7 +168,7 @@ class MultiItem(Setting):
         return tuple(row[j] for row in self.priors)
 
     def sample(self, key, n):
-        k_items, k_common = jax.random.split(key) if self.common_weight else (key, None)
+        k_items, k_common = jax.random.split(key)
         keys = jax.random.split(k_items, self.n_agents * self.n_items)
         cols = [p.sample(keys[i * self.n_items + j], (n,)) for i, row in enumerate(self.priors) for j, p in enumerate(row)]
         v = jnp.stack(cols, axis=1).reshape(n, self.n_agents, self.n_items)
