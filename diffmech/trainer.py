@@ -61,6 +61,10 @@ class DualRule(eqx.Module):
     def update(self, lam, rho, g, objective, step):
         return lam, rho
 
+    def initial_rho(self, cfg) -> float:
+        """The initial value of the rule's scalar state ρ (a penalty weight for most rules)."""
+        return cfg.rho
+
 
 class AugmentedLagrangian(DualRule):
     """RegretNet schedule: Σλg + ρ/2 Σg²; λ += ρ·g every K steps; ρ += Δ every M steps."""
@@ -89,8 +93,11 @@ class Penalty(DualRule):
 class RegretBudget(DualRule):
     """Multipliers driven by log(g/objective) toward a budget that decays geometrically.
 
-    λ_i ← λ_i · exp(rate · (log(g_i / obj) − log b_t)), b_t = b_0 (b_T/b_0)^{t/T}, clipped to
-    [1e-3, 1e6]. The loss is −obj + Σ λ_i g_i.
+    λ_i ← λ_i · exp(rate · (log(g_i / R_t) − log b_t)), b_t = b_0 (b_T/b_0)^{t/T}, clipped to
+    [1e-3, 1e6], where R_t = max_{s ≤ t} |obj_s| is the best objective so far (kept in the state's
+    ρ slot). The loss is −obj + Σ λ_i g_i. Measuring regret against the best objective rather than
+    the current one breaks a feedback loop: with the current one, a rising λ lowers the objective,
+    which raises g/obj and λ further, until the mechanism sells nothing.
     """
 
     lambda_every: int
@@ -102,12 +109,16 @@ class RegretBudget(DualRule):
     def penalty(self, lam, rho, g):
         return jnp.sum(lam * g)
 
+    def initial_rho(self, cfg) -> float:
+        return 0.0  # the best objective so far
+
     def update(self, lam, rho, g, objective, step):
+        best = jnp.maximum(rho, jnp.abs(objective))
         frac = jnp.minimum(step / self.steps, 1.0)
         log_budget = jnp.log(self.start) + frac * (jnp.log(self.end) - jnp.log(self.start))
-        ratio = jnp.log(jnp.maximum(g, 1e-12)) - jnp.log(jnp.maximum(jnp.abs(objective), 1e-12))
+        ratio = jnp.log(jnp.maximum(g, 1e-12)) - jnp.log(jnp.maximum(best, 1e-12))
         new = jnp.clip(lam * jnp.exp(self.rate * (ratio - log_budget)), 1e-3, 1e6)
-        return jnp.where((step + 1) % self.lambda_every == 0, new, lam), rho
+        return jnp.where((step + 1) % self.lambda_every == 0, new, lam), best
 
 
 def dual_rule(cfg) -> DualRule:
@@ -157,7 +168,7 @@ class Trainer:
             params=params,
             opt_state=self.optimizer.init(params),
             lam=jnp.full((len(self.names), n), self.cfg.lambda_init, data.dtype),
-            rho=jnp.asarray(self.cfg.rho, data.dtype),
+            rho=jnp.asarray(self.dual.initial_rho(self.cfg), data.dtype),
             step=jnp.asarray(0, jnp.int32),
             key=key,
             mis_cache=mis,
