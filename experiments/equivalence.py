@@ -39,7 +39,8 @@ NAMES = {2: "two", 3: "three"}
 def _trained(config: Path, out: Path):
     if (out / "manifest.json").exists():
         ck = dm.load(out)
-        return ck.mechanism, ck.setting, ck.metrics.get("train_seconds")
+        seconds = ck.metrics.get("train_seconds") or (ck.history[-1]["time"] if ck.history else None)
+        return ck.mechanism, ck.setting, seconds
     t0 = time.perf_counter()
     res = dm.train(str(config), out_dir=out, progress=True)
     return res.mechanism, res.run.setting, time.perf_counter() - t0

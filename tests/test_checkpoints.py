@@ -13,6 +13,7 @@ NAMES = {
     "deb_pai_example1": ("monotone", 2),
     "one_buyer_two_items_rochetnet": ("rochetnet", 1),
     "one_buyer_two_items_regretnet": ("regretnet", 1),
+    "two_by_two_additive": ("regretnet", 2),
 }
 
 
