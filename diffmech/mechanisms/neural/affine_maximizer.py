@@ -30,9 +30,13 @@ value units, default 0.01 × the value scale of :func:`~diffmech.mechanisms.neur
 the argmax becomes the softmax weights s(a) = softmax_a((Σ_l w_l v_l(a) + λ(a)) / τ), the
 allocation Σ_a s(a)·a, and the max in the payment the log-sum-exp:
 
-    p_i = (1/w_i) [ τ log Σ_a exp((Σ_{l≠i} w_l v_l(a) + λ(a)) / τ) − Σ_a s(a) (Σ_{l≠i} w_l v_l(a) + λ(a)) ].
+    p_i = (1/w_i) [ τ log Σ_a exp((Σ_{l≠i} w_l v_l(a) + λ(a)) / τ)
+                    − Σ_a s(a) (Σ_{l≠i} w_l v_l(a) + λ(a)) − τ H(s) ],
 
-As τ → 0 both tend to the hard rule at every profile without ties.
+with H(s) = −Σ_a s(a) log s(a): the lottery s maximises the entropy-regularised affine welfare,
+so these are its Groves payments and the relaxation is itself IC and IR (without the τH term the
+relaxed revenue grows like τH/w_i and training drives the weights to zero). As τ → 0 both tend
+to the hard rule at every profile without ties.
 
 VCG is the affine maximiser with w = 1 and λ = 0 (Clarke pivot payments). :class:`MultiItemVCG` is
 that instance as a subclass with ``trainable = False`` and kind ``"vcg"``; it is not registered on
@@ -210,13 +214,21 @@ class AffineMaximizer(Mechanism):
         return Outcome(alloc=X[star], payments=(h - at_star) / w)
 
     def training_outcome(self, reports: Float[Array, "batch agents items"], temperature: float | None = None) -> Outcome:
-        """Softmax over allocations and log-sum-exp for the max (Curry et al. 2023)."""
+        """The entropy-regularised affine maximiser (Curry et al. 2023): the lottery
+        s = softmax(total/τ) maximises Σ_a s_a total_a + τ·H(s), and its Groves payments are
+
+            p_i = (1/w_i) [τ·LSE_a(others_ia/τ) − (Σ_a s_a others_ia + τ·H(s))],
+
+        so the relaxation is itself IC and IR. Without the τ·H(s) term the relaxed payments
+        exceed the value by τ·H/w_i, which training exploits by driving the weights to zero."""
         tau = self.temperature if temperature is None else float(temperature)
         X, w, total, others = self._scores(reports)
-        s = jax.nn.softmax(total / tau, axis=-1)  # (batch, A)
+        log_s = jax.nn.log_softmax(total / tau, axis=-1)  # (batch, A)
+        s = jnp.exp(log_s)
+        entropy = -jnp.sum(s * log_s, axis=-1)  # (batch,)
         alloc = jnp.einsum("ba,aij->bij", s, X)
         h = tau * jax.nn.logsumexp(others / tau, axis=1)  # (batch, n)
-        expected = jnp.einsum("ba,ban->bn", s, others)
+        expected = jnp.einsum("ba,ban->bn", s, others) + tau * entropy[:, None]
         return Outcome(alloc=alloc, payments=(h - expected) / w)
 
 
