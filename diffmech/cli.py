@@ -307,12 +307,7 @@ def cmd_compare(args) -> int:
     return 0
 
 
-LP_SAMPLES = 1 << 20
-
-
 def cmd_lp(args) -> int:
-    import jax
-
     from . import lp
     from .config import apply_overrides, load_config
     from .settings import setting_from_config
@@ -329,20 +324,7 @@ def cmd_lp(args) -> int:
         hetero = setting
     else:
         raise DiffmechError("diffmech lp solves one-buyer problems: use a multi_item setting with n_agents = 1, or identical_items")
-    lo, hi = (a[0] for a in hetero.type_bounds())
-    if hetero.independent:
-        types, probs = lp.grid_from_marginals(hetero.priors[0], args.points)
-        grid = "cell probabilities from the priors"
-    else:
-        import itertools
-
-        import numpy as np
-
-        samples = np.asarray(hetero.sample(jax.random.PRNGKey(0), LP_SAMPLES)[:, 0], np.float64)
-        if hetero.exchangeable:  # every permutation of every draw: an exactly exchangeable histogram
-            samples = np.concatenate([samples[:, list(p)] for p in itertools.permutations(range(samples.shape[1]))])
-        types, probs = lp.grid_from_samples(samples, lo, hi, args.points)
-        grid = f"cell probabilities from {LP_SAMPLES} samples (seed 0), symmetrised over item permutations"
+    types, probs, grid = lp.grid_for_setting(hetero, args.points)
     out: dict = {"setting": setting.describe(), "points": args.points, "grid": grid, "deterministic": args.deterministic}
     if hetero.valuation == "unit_demand":
         res = lp.solve_menu(types, probs, "unit_demand", args.deterministic)

@@ -388,6 +388,27 @@ def grid_from_samples(samples, low, high, points: int) -> tuple[np.ndarray, np.n
     return mids, counts / counts.sum()
 
 
+GRID_SAMPLES = 1 << 20
+
+
+def grid_for_setting(hetero, points: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The type grid of a one-buyer heterogeneous setting and how its probabilities were found:
+    from the priors' cdfs when independent (:func:`grid_from_marginals`), else from 2^20 draws
+    (seed 0), every draw taken in all item orders when the prior is exchangeable, so that the
+    histogram is exactly exchangeable (:func:`grid_from_samples`)."""
+    if hetero.independent:
+        types, probs = grid_from_marginals(hetero.priors[0], points)
+        return types, probs, "cell probabilities from the priors"
+    import jax
+
+    samples = np.asarray(hetero.sample(jax.random.PRNGKey(0), GRID_SAMPLES)[:, 0], np.float64)
+    if hetero.exchangeable:
+        samples = np.concatenate([samples[:, list(p)] for p in itertools.permutations(range(samples.shape[1]))])
+    lo, hi = (a[0] for a in hetero.type_bounds())
+    types, probs = grid_from_samples(samples, lo, hi, points)
+    return types, probs, f"cell probabilities from {GRID_SAMPLES} samples (seed 0), symmetrised over item permutations"
+
+
 def to_identical(types, probs) -> tuple[np.ndarray, np.ndarray]:
     """Law of the decreasingly sorted type: sort each row, merge duplicates, add probabilities."""
     types, probs = _check_types_probs(types, probs)

@@ -353,6 +353,13 @@ def plot_maps(
 
     extent = (lo[0], hi[0], lo[1], hi[1])
     fig = _new_figure((4 * 3.5, len(rows) * 3.3 + 0.3))
+    _heatmap_rows(fig, rows, panels, ranges, extent)
+    return _save(fig, path)
+
+
+def _heatmap_rows(fig, rows, panels, ranges, extent, decorate=None) -> None:
+    """One sub-figure per (label, data) row, one heatmap per (key, title, cmap) panel over the
+    (v1, v2) rectangle ``extent``, colour limits from ``ranges``; ``decorate(ax)`` adds overlays."""
     subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
     for subfig, (row_label, data) in zip(subfigs, rows):
         subfig.suptitle(row_label, fontweight="bold")
@@ -361,11 +368,12 @@ def plot_maps(
             vmin, vmax = ranges[key]
             im = ax.imshow(data[key], extent=extent, origin="lower", aspect="auto",
                            cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            if decorate is not None:
+                decorate(ax)
             ax.set_title(title, fontsize="medium")
             ax.set_xlabel("v1")
             ax.set_ylabel("v2")
             subfig.colorbar(im, ax=ax, shrink=0.9)
-    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,23 +485,15 @@ def plot_item_maps(mechanism, setting, path: str | os.PathLike, reference=None, 
     extent = (lo[0], hi[0], lo[1], hi[1])
     fig = _new_figure((3 * 3.7, len(rows) * 3.4 + 0.5))
     fig.suptitle(setting.describe())
-    subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
-    for subfig, (row_label, data) in zip(subfigs, rows):
-        subfig.suptitle(row_label, fontweight="bold")
-        axes = subfig.subplots(1, len(panels))
-        for ax, (key, title, cmap) in zip(axes, panels):
-            vmin, vmax = ranges[key]
-            im = ax.imshow(data[key], extent=extent, origin="lower", aspect="auto",
-                           cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-            if sorted_types:  # the boundary of the type space v1 ≥ v2
-                a, b = max(lo[0], lo[1]), min(hi[0], hi[1])
-                ax.plot([a, b], [a, b], color="0.5", linewidth=0.8)
-            ax.set_xlim(lo[0], hi[0])
-            ax.set_ylim(lo[1], hi[1])
-            ax.set_title(title, fontsize="medium")
-            ax.set_xlabel("v1")
-            ax.set_ylabel("v2")
-            subfig.colorbar(im, ax=ax, shrink=0.9)
+
+    def decorate(ax):
+        if sorted_types:  # the boundary of the type space v1 ≥ v2
+            a, b = max(lo[0], lo[1]), min(hi[0], hi[1])
+            ax.plot([a, b], [a, b], color="0.5", linewidth=0.8)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+
+    _heatmap_rows(fig, rows, panels, ranges, extent, decorate)
     return _save(fig, path)
 
 

@@ -25,7 +25,6 @@ import json
 import time
 from pathlib import Path
 
-import jax
 
 import diffmech as dm
 from diffmech import lp
@@ -71,17 +70,7 @@ def main() -> None:
     out["ordered_net_extended_to_heterogeneous_model"] = _keep(dm.evaluate(SymmetricExtension(ordered), het, cfg))
     out["symmetric_net_restricted_to_identical_model"] = _keep(dm.evaluate(sym, ident, cfg, benchmarks=False))
     points = args.points or (20 if args.items == 2 else 10)
-    if het.independent:
-        types, probs = lp.grid_from_marginals(het.priors[0], points)
-    else:
-        import itertools
-
-        import numpy as np
-
-        s = np.asarray(het.sample(jax.random.PRNGKey(0), 1 << 20)[:, 0], np.float64)
-        s = np.concatenate([s[:, list(p)] for p in itertools.permutations(range(args.items))])
-        lo, hi = (a[0] for a in het.type_bounds())
-        types, probs = lp.grid_from_samples(s, lo, hi, points)
+    types, probs, _ = lp.grid_for_setting(het, points)
     both = lp.solve_both_models(types, probs)
     out["lp"] = {"points": points, **{k: v for k, v in both.items() if not isinstance(v, lp.MenuLP)}}
     r_sym = out["symmetric_net_in_heterogeneous_model"]["revenue"]
