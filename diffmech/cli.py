@@ -147,14 +147,23 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
     rows = [(objective, _fmt(metrics[objective], metrics.get(f"{objective}_se")))]
     if objective != "revenue" and "revenue" in metrics:
         rows.append(("revenue", _fmt(metrics["revenue"], metrics.get("revenue_se"))))
-    rows += [
-        ("welfare", _fmt(metrics.get("welfare"), metrics.get("welfare_se"))),
-        ("regret_mean", _fmt(metrics.get("regret_mean"), metrics.get("regret_mean_se"))),
-        ("regret_max", _fmt(metrics.get("regret_max"))),
-        ("train_regret_mean", _fmt(metrics.get("train_regret_mean"))),
-        ("ir_violation", _fmt(metrics.get("ir_violation"))),
-        ("ir_violation_max", _fmt(metrics.get("ir_violation_max"))),
-    ]
+    rows.append(("welfare", _fmt(metrics.get("welfare"), metrics.get("welfare_se"))))
+    if "interim_regret_mean" in metrics:
+        rows += [
+            ("budget_surplus", _fmt(metrics.get("budget_surplus"), metrics.get("budget_surplus_se"))),
+            ("bb_residual", _fmt(metrics.get("bb_residual"))),
+            ("interim_regret_mean", _fmt(metrics.get("interim_regret_mean"), metrics.get("interim_regret_mean_se"))),
+            ("interim_regret_max", _fmt(metrics.get("interim_regret_max"))),
+        ]
+        if "interim_regret_inner_se_max" in metrics:
+            rows.append(("interim_regret_inner_se_max", _fmt(metrics["interim_regret_inner_se_max"])))
+    else:
+        rows += [
+            ("regret_mean", _fmt(metrics.get("regret_mean"), metrics.get("regret_mean_se"))),
+            ("regret_max", _fmt(metrics.get("regret_max"))),
+            ("train_regret_mean", _fmt(metrics.get("train_regret_mean"))),
+        ]
+    rows += [("ir_violation", _fmt(metrics.get("ir_violation"))), ("ir_violation_max", _fmt(metrics.get("ir_violation_max")))]
     for key in ("feasibility_violation_max", "symmetry_violation_share", "rank_violation_share", "rank_violation_max"):
         if key in metrics:
             rows.append((key, _fmt(metrics[key])))
@@ -168,10 +177,17 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
     lines = [title] if title else []
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     att = metrics.get("attack", {})
-    lines.append(
-        f"  ({metrics.get('samples')} profiles; attack: grid {att.get('grid_points')}, "
-        f"{att.get('starts')} starts × {att.get('steps')} steps; {metrics.get('eval_seconds')} s)"
-    )
+    if "interim_method" in metrics:
+        lines.append(
+            f"  ({metrics['interim_method']} expectations: {metrics.get('samples')} profiles, {metrics.get('interim_types')} own types × "
+            f"{metrics.get('interim_reports')} reports × {metrics.get('interim_inner_samples')} others profiles"
+            f"{', ' + str(att.get('steps')) + ' ascent steps' if att.get('steps') else ''}; {metrics.get('eval_seconds')} s)"
+        )
+    else:
+        lines.append(
+            f"  ({metrics.get('samples')} profiles; attack: grid {att.get('grid_points')}, "
+            f"{att.get('starts')} starts × {att.get('steps')} steps; {metrics.get('eval_seconds')} s)"
+        )
     return "\n".join(lines)
 
 
@@ -297,9 +313,10 @@ def cmd_compare(args) -> int:
     else:
         width = max(len(k) for k in rows)
         print(f"{setting0.describe()}  ({cfg.samples} common profiles, seed {cfg.seed})")
-        print(f"  {'mechanism':<{width}}  {obj:>20}  {'regret_mean':>10}  {'regret_max':>10}  {'ir_violation':>12}")
+        rk = "interim_regret" if "interim_regret_mean" in next(iter(rows.values())) else "regret"
+        print(f"  {'mechanism':<{width}}  {obj:>20}  {rk + '_mean':>20}  {rk + '_max':>19}  {'ir_violation':>12}")
         for k, m in rows.items():
-            print(f"  {k:<{width}}  {_fmt(m[obj], m[obj + '_se']):>20}  {m['regret_mean']:>10.2e}  {m['regret_max']:>10.2e}  {m['ir_violation']:>12.2e}")
+            print(f"  {k:<{width}}  {_fmt(m[obj], m[obj + '_se']):>20}  {m[rk + '_mean']:>20.2e}  {m[rk + '_max']:>19.2e}  {m['ir_violation']:>12.2e}")
     if args.plot:
         from .plots import plot_revenue_bars
 

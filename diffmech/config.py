@@ -29,6 +29,7 @@ else:  # pragma: no cover
 import tomli_w
 
 METHODS = ("augmented_lagrangian", "penalty", "regret_budget")
+CONSTRAINTS = ("regret", "ir", "interim_regret", "interim_ir", "budget")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ class TrainConfig:
             misreports per example).
         log_every: steps between host synchronisations (progress bar, history, NaN check).
         ckpt_every: steps between checkpoints.
+        constraints: the constraint families trained with their own multipliers; empty = the
+            setting's own set (ex post: ``regret``, ``ir``; interim settings: ``interim_regret``,
+            ``interim_ir``, ``budget``). Families a mechanism satisfies by construction are dropped.
+        interim_nodes, interim_samples, interim_reports: interim settings with continuous types —
+            own types per agent per step (stratified), sampled profiles of the others where they
+            cannot be enumerated (Monte Carlo with common random numbers), and random reports tried
+            besides the own types. Finite type spaces are always exact.
     """
 
     steps: int = 2000
@@ -72,9 +80,19 @@ class TrainConfig:
     train_starts: int = 1
     log_every: int = 100
     ckpt_every: int = 500
+    constraints: tuple = ()
+    interim_nodes: int = 32
+    interim_samples: int = 256
+    interim_reports: int = 16
 
     def __post_init__(self):
-        positive_ints = ("steps", "batch", "train_size", "rho_every", "lambda_every", "train_starts", "log_every", "ckpt_every")
+        if not isinstance(self.constraints, (list, tuple)) or not all(c in CONSTRAINTS for c in self.constraints):
+            raise ConfigError(f"train.constraints must be a list drawn from {', '.join(CONSTRAINTS)}, got {self.constraints!r}")
+        if len(set(self.constraints)) != len(self.constraints):
+            raise ConfigError(f"train.constraints lists a family twice: {list(self.constraints)}")
+        object.__setattr__(self, "constraints", tuple(self.constraints))
+        positive_ints = ("steps", "batch", "train_size", "rho_every", "lambda_every", "train_starts", "log_every", "ckpt_every",
+                         "interim_nodes", "interim_samples", "interim_reports")
         for name in positive_ints:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -115,6 +133,10 @@ class EvalConfig:
             roughly chunk × the mechanism's activation size).
         symmetry_samples: profiles on which symmetry and rank preservation are measured
             (multi-item settings whose items share one prior).
+        interim_types, interim_nodes, interim_samples: interim settings with continuous types —
+            own types per agent whose interim regret is measured (an even grid when there are at
+            most two goods), Gauss–Legendre nodes per good for the others' expectation when n = 2,
+            and sampled profiles of the others (common random numbers) when n > 2.
     """
 
     samples: int = 10000
@@ -125,9 +147,12 @@ class EvalConfig:
     attack_lr: float = 0.02
     chunk: int = 1 << 18
     symmetry_samples: int = 2000
+    interim_types: int = 200
+    interim_nodes: int = 128
+    interim_samples: int = 4096
 
     def __post_init__(self):
-        for name in ("samples", "grid_points", "chunk", "symmetry_samples"):
+        for name in ("samples", "grid_points", "chunk", "symmetry_samples", "interim_types", "interim_nodes", "interim_samples"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"eval.{name} must be a positive integer, got {v!r}")
@@ -275,7 +300,7 @@ def resolve(cfg: dict) -> Run:
     resolved = {
         "setting": setting.to_config(),
         "mechanism": dict(mcfg),
-        "train": dataclasses.asdict(train),
+        "train": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(train).items()},
         "eval": dataclasses.asdict(ev),
     }
     return Run(resolved, setting, dict(mcfg), train, ev)

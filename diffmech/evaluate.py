@@ -218,6 +218,10 @@ def evaluate(
     ``train_cfg`` the training-time estimator reported as ``train_regret_mean``.
     """
     cfg = cfg or EvalConfig()
+    if getattr(setting, "ic", "ex_post") == "interim":
+        from .evaluate_interim import evaluate_interim
+
+        return evaluate_interim(mechanism, setting, cfg, benchmarks=benchmarks, progress=progress)
     train_cfg = train_cfg or TrainConfig()
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(cfg.seed)

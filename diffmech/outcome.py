@@ -21,3 +21,28 @@ class Outcome(eqx.Module):
 
     alloc: Float[Array, "batch agents items"]
     payments: Float[Array, "batch agents"]
+
+
+class PublicGoodsOutcome(Outcome):
+    """Outcome of an excludable-public-goods mechanism (Fang–Norman, eq. (B1)).
+
+    Attributes:
+        provision: ``(batch, goods)`` probability ρ^j that good j is provided.
+        inclusion: ``(batch, agents, goods)`` probability η_i^j that agent i may consume good j
+            *given* that it is provided.
+        alloc: ``(batch, agents, goods)`` probability that agent i consumes good j, ρ^j·η_i^j
+            (what values and interim expectations use).
+        payments: ``(batch, agents)`` transfer t_i of agent i to the mechanism.
+
+    Build with :func:`public_goods_outcome`, which keeps ``alloc`` consistent.
+    """
+
+    provision: Float[Array, "batch goods"]
+    inclusion: Float[Array, "batch agents goods"]
+
+
+def public_goods_outcome(provision, inclusion, payments) -> PublicGoodsOutcome:
+    """The outcome with provision ρ, conditional inclusion η and transfers t; alloc = ρ·η."""
+    return PublicGoodsOutcome(
+        alloc=provision[:, None, :] * inclusion, payments=payments, provision=provision, inclusion=inclusion
+    )

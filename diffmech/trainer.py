@@ -31,6 +31,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from . import constraints as C
+from . import interim as I
 from .checkpoint import atomic_write_json, load_resume, read_json, save_published, save_resume
 from .config import Run
 from .errors import CheckpointError, ConfigError, TrainingDiverged
@@ -129,12 +130,28 @@ def dual_rule(cfg) -> DualRule:
     return RegretBudget(cfg.lambda_every, cfg.budget_start, cfg.budget_end, cfg.steps, cfg.budget_rate)
 
 
-def constraint_names(mechanism) -> tuple[str, ...]:
-    names = []
-    if not mechanism.dsic_by_construction:
-        names.append("regret")
-    if not mechanism.ir_by_construction:
-        names.append("ir")
+def constraint_names(mechanism, setting=None, cfg=None) -> tuple[str, ...]:
+    """The constraint families trained, one multiplier row each.
+
+    Ex post settings: ``regret`` unless the mechanism is DSIC by construction, ``ir`` unless it is IR
+    by construction. Interim settings (``setting.ic == "interim"``): ``interim_regret``,
+    ``interim_ir`` and ``budget``. ``train.constraints`` selects a subset of the setting's families.
+    """
+    if getattr(setting, "ic", "ex_post") == "interim":
+        names = list(I.INTERIM_CONSTRAINTS)
+    else:
+        names = []
+        if not mechanism.dsic_by_construction:
+            names.append("regret")
+        if not mechanism.ir_by_construction:
+            names.append("ir")
+    chosen = tuple(getattr(cfg, "constraints", ()) or ())
+    if chosen:
+        valid = I.INTERIM_CONSTRAINTS if getattr(setting, "ic", "ex_post") == "interim" else ("regret", "ir")
+        bad = [c for c in chosen if c not in valid]
+        if bad:
+            raise ConfigError(f"train.constraints {bad} do not apply to this setting; choose from {', '.join(valid)}")
+        names = [c for c in chosen if c in names]
     return tuple(names)
 
 
@@ -193,8 +210,28 @@ class Trainer:
             return jnp.zeros((0, self.setting.n_agents), types.dtype)
         return jnp.stack(rows)
 
+    @property
+    def interim(self) -> bool:
+        return getattr(self.setting, "ic", "ex_post") == "interim"
+
+    def _interim_loss(self, state: TrainState, data):
+        """Loss of an interim setting: exact / stratified / Monte Carlo expectations (see
+        :func:`diffmech.interim.training_batch`)."""
+        key = jax.random.fold_in(jax.random.fold_in(state.key, 2), state.step)
+        batch = I.training_batch(self.setting, key, self.cfg, data.dtype)
+
+        def loss_fn(params):
+            mech = self.mechanism(params)
+            obj = I.batch_objective(mech, self.setting, batch)
+            g = I.batch_constraints(mech, self.setting, batch, self.names) if self.names else jnp.zeros((0, self.setting.n_agents), data.dtype)
+            return -obj + self.dual.penalty(state.lam, state.rho, g), (obj, g)
+
+        return loss_fn
+
     def step(self, state: TrainState, data) -> tuple[TrainState, dict]:
         """One optimiser step (pure; jit it)."""
+        if self.interim:
+            return self._finish(state, self._interim_loss(state, data), state.mis_cache)
         data_key = jax.random.fold_in(state.key, 1)
         idx = self.batch_indices(state.step, data_key)
         types = data[idx]
@@ -213,6 +250,9 @@ class Trainer:
             g = self.constraint_values(mech, types, mis)
             return -obj + self.dual.penalty(state.lam, state.rho, g), (obj, g)
 
+        return self._finish(state, loss_fn, cache)
+
+    def _finish(self, state: TrainState, loss_fn, cache) -> tuple[TrainState, dict]:
         (loss, (obj, g)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = eqx.apply_updates(state.params, updates)
@@ -232,7 +272,7 @@ class Trainer:
 
 def make_trainer(run: Run, mechanism) -> Trainer:
     _, static = eqx.partition(mechanism, eqx.is_inexact_array)
-    return Trainer(run.setting, static, optax.adam(run.train.lr), dual_rule(run.train), constraint_names(mechanism), run.train)
+    return Trainer(run.setting, static, optax.adam(run.train.lr), dual_rule(run.train), constraint_names(mechanism, run.setting, run.train), run.train)
 
 
 def training_data(run: Run, key: PRNGKeyArray):

@@ -8,9 +8,10 @@ from ..errors import ConfigError
 from .base import Setting
 from .identical_items import IdenticalItems
 from .multi_item import MultiItem
+from .public_goods import PublicGoods
 from .single_item import SingleItem
 
-SETTINGS: dict[str, type[Setting]] = {cls.kind: cls for cls in (SingleItem, MultiItem, IdenticalItems)}
+SETTINGS: dict[str, type[Setting]] = {cls.kind: cls for cls in (SingleItem, MultiItem, IdenticalItems, PublicGoods)}
 
 
 def setting_from_config(cfg: Any) -> Setting:
@@ -22,4 +23,4 @@ def setting_from_config(cfg: Any) -> Setting:
     return SETTINGS[kind].from_config(cfg)
 
 
-__all__ = ["SETTINGS", "IdenticalItems", "MultiItem", "Setting", "SingleItem", "setting_from_config"]
+__all__ = ["SETTINGS", "IdenticalItems", "MultiItem", "PublicGoods", "Setting", "SingleItem", "setting_from_config"]

@@ -1,0 +1,277 @@
+"""Evaluation of mechanisms in interim (Bayesian) settings: exact, quadrature or Monte Carlo.
+
+How the expectations are taken (``interim_method`` in the metrics):
+
+- ``exact``: a finite type space. Every own type, every report in the type space, every profile
+  of the others weighted by its probability; surplus and budget summed over all K^n profiles.
+  Nothing is estimated, so no standard errors.
+- ``quadrature``: continuous types and n = 2. The other agent's type is integrated with
+  ``interim_nodes`` Gauss–Legendre nodes per good in quantile space; own types are an even grid
+  of ``interim_types`` points (when M ≤ 2); reports are the setting's exhaustive grid of
+  ``grid_points`` reports, then ``attack_steps`` steps of gradient ascent from the best one.
+  Deterministic: no maximum over noisy estimates.
+- ``monte_carlo``: continuous types, n > 2. ``interim_samples`` profiles of the others drawn once
+  and shared by every own type and report (common random numbers). The maximum over reports of
+  noisy estimates is biased upward; the metrics report the inner standard error of the gain at
+  the chosen report (``interim_regret_inner_se_max``) and the number of inner samples.
+
+Metrics: ``surplus`` (E Σ_j ρ^j(Σ_i η_i^j θ_i^j − C^j)), ``revenue`` (E Σ_i t_i), ``welfare``,
+``cost`` (E Σ_j ρ^j C^j), ``budget_surplus`` (E Σ t − E cost), ``bb_residual`` (ex ante:
+max(0, E cost − E Σ t); ex post: max over profiles |Σ_i t_i − Σ_j ρ^j C^j|),
+``interim_regret_mean`` (mean over agents and own types — probability-weighted on a finite type
+space — of the best gain found), ``interim_regret_max``, ``ir_violation`` / ``ir_violation_max``
+(interim shortfall max(0, −U_i(θ_i, θ_i))), ``feasibility_violation_max``, ``benchmarks``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import interim as I
+from .config import EvalConfig
+
+
+def interim_method(setting) -> str:
+    if setting.finite:
+        return "exact"
+    if setting.n_agents == 2 and getattr(setting, "good_priors", None) is not None:
+        return "quadrature"
+    return "monte_carlo"
+
+
+def _own_types(setting, cfg: EvalConfig, key) -> I.Nodes:
+    """Own types whose interim regret is measured on a continuous type space."""
+    m = setting.n_goods
+    if m <= 2:
+        per = max(2, int(math.floor(cfg.interim_types ** (1.0 / m) + 1e-9)))
+        lo, hi = setting.type_bounds()
+        axes = [np.linspace(lo[0, j], hi[0, j], per) for j in range(m)]
+        pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, m)
+        n = setting.n_agents
+        pts = np.broadcast_to(pts, (n,) + pts.shape)
+        return I.Nodes(jnp.asarray(pts, jnp.result_type(float)), jnp.full(pts.shape[:2], 1.0 / pts.shape[1]))
+    return I.sample_nodes(setting, key, cfg.interim_types)
+
+
+def _others(setting, cfg: EvalConfig, method: str, key):
+    if method == "exact":
+        return I.others_profiles(I.exact_nodes(setting))
+    if method == "quadrature":
+        per = cfg.interim_nodes
+        while per ** setting.n_goods > I.MAX_PRODUCT // 4 and per > 2:
+            per //= 2
+        return I.others_profiles(I.quadrature_nodes(setting, per))
+    return I.sampled_others(setting, key, cfg.interim_samples)
+
+
+def _profiles(setting, cfg: EvalConfig, method: str, key):
+    """Profiles and weights for ex ante quantities; ``None`` weights mean Monte Carlo (equal)."""
+    if method == "exact":
+        return I.product_profiles(I.exact_nodes(setting))
+    if method == "quadrature":
+        per = cfg.interim_nodes
+        while per ** (setting.n_goods * setting.n_agents) > I.MAX_PRODUCT and per > 2:
+            per //= 2
+        return I.product_profiles(I.quadrature_nodes(setting, per))
+    prof = setting.sample(key, cfg.samples)
+    return prof, None
+
+
+@eqx.filter_jit
+def _table(mechanism, setting, own, reports, others, weights):
+    return I.interim_utility(mechanism, setting, own, reports, others, weights)
+
+
+@eqx.filter_jit
+def _truthful(mechanism, setting, own, others, weights):
+    """U_i(θ_k, θ_k) for every agent and own type, ``(agents, K)``."""
+    f = lambda o: I.interim_utility(mechanism, setting, o[:, None], o[:, None], others, weights)[:, 0, 0]
+    return jax.vmap(f, in_axes=1, out_axes=1)(own)
+
+
+def best_reports(mechanism, setting, own, reports, others, weights, chunk: int):
+    """Best report per (agent, own type) among ``reports`` and its utility, in report chunks
+    so that at most ``chunk`` profiles are evaluated per call."""
+    n, s = others.shape[:2]
+    per = max(1, min(reports.shape[1], chunk // max(1, n * s)))
+    best_u = best_r = None
+    for a in range(0, reports.shape[1], per):
+        piece = reports[:, a : a + per]
+        if piece.shape[1] < per:  # pad to one compiled shape
+            piece = jnp.concatenate([piece, jnp.repeat(piece[:, -1:], per - piece.shape[1], axis=1)], axis=1)
+        u = _table(mechanism, setting, own, piece, others, weights)  # (n, K, per)
+        arg = jnp.argmax(u, axis=-1)
+        u_best = jnp.max(u, axis=-1)
+        r_best = jnp.take_along_axis(piece[:, None, :, :], arg[..., None, None], axis=2)[:, :, 0]
+        if best_u is None:
+            best_u, best_r = u_best, r_best
+        else:
+            better = u_best > best_u
+            best_u = jnp.where(better, u_best, best_u)
+            best_r = jnp.where(better[..., None], r_best, best_r)
+    return best_u, best_r
+
+
+@eqx.filter_jit
+def _ascend(mechanism, setting, own, start, others, weights, steps: int, lr: float):
+    """Gradient ascent of U_i(θ_k, r) over each (agent, own type)'s report r (Adam, projected);
+    returns the best utility seen and its report."""
+    mechanism = jax.lax.stop_gradient(mechanism)
+    lo, hi = setting.type_bounds()
+    scale = jnp.asarray(hi[:, None, :] - lo[:, None, :], start.dtype)
+    opt = optax.adam(lr)
+
+    def util(r):  # r: (n, K, d) → (n, K)
+        f = lambda o, rr: I.interim_utility(mechanism, setting, o[:, None], rr[:, None], others, weights)[:, 0, 0]
+        return jax.vmap(f, in_axes=(1, 1), out_axes=1)(own, r)
+
+    def body(carry, _):
+        r, st, best_u, best_r = carry
+        u, grad = jax.value_and_grad(lambda x: util(x).sum())(r)
+        uu = util(r)
+        better = uu > best_u
+        best_u = jnp.where(better, uu, best_u)
+        best_r = jnp.where(better[..., None], r, best_r)
+        upd, st = opt.update(-grad / scale, st)
+        r = setting.project(r + upd * scale)
+        return (r, st, best_u, best_r), None
+
+    u0 = util(start)
+    (r, _, best_u, best_r), _ = jax.lax.scan(body, (start, opt.init(start), u0, start), None, length=steps)
+    return best_u, best_r
+
+
+@eqx.filter_jit
+def _gain_samples(mechanism, setting, own, report, others):
+    """Per-sample gains u_i(θ_k; (r*_ik, θ_−i^s)) − u_i(θ_k; (θ_k, θ_−i^s)): ``(agents, K, S)``."""
+
+    def one(o, r):  # o, r: (n, d)
+        pair = jnp.stack([r, o], axis=1)  # reports (n, 2, d)
+        u = I.utility_samples(mechanism, setting, o[:, None], pair, others)[:, 0]  # (n, 2, S)
+        return u[:, 0] - u[:, 1]
+
+    return jax.vmap(one, in_axes=(1, 1), out_axes=1)(own, report)
+
+
+@eqx.filter_jit
+def _ex_ante_rows(mechanism, setting, profiles):
+    out = mechanism(profiles)
+    return (
+        setting.objective_value(profiles, out),
+        jnp.sum(out.payments, axis=-1),
+        jnp.sum(setting.values(profiles, out), axis=-1),
+        setting.provision_cost(out),
+        setting.feasibility_violation(out),
+    )
+
+
+def _ex_ante(mechanism, setting, profiles, weights, chunk: int):
+    rows = [[] for _ in range(5)]
+    size = max(1, min(profiles.shape[0], chunk))
+    for a in range(0, profiles.shape[0], size):
+        part = profiles[a : a + size]
+        pad = size - part.shape[0]
+        if pad:
+            part = jnp.concatenate([part, jnp.repeat(part[-1:], pad, axis=0)])
+        for col, r in zip(rows, _ex_ante_rows(mechanism, setting, part)):
+            col.append(np.asarray(r, np.float64)[: size - pad])
+    return [np.concatenate(c) for c in rows]
+
+
+def _mean_se(x, w):
+    x = np.asarray(x, np.float64)
+    if w is None:
+        return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0
+    return float(np.sum(np.asarray(w, np.float64) * x)), 0.0
+
+
+def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, benchmarks: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Measure ``mechanism`` on an interim setting (module docstring)."""
+    cfg = cfg or EvalConfig()
+    t0 = time.perf_counter()
+    method = interim_method(setting)
+    key = jax.random.PRNGKey(cfg.seed)
+    k_prof, k_own, k_oth, k_rnd = jax.random.split(key, 4)
+    profiles, pw = _profiles(setting, cfg, method, k_prof)
+    obj, rev, wel, cost, infeasible = _ex_ante(mechanism, setting, profiles, pw, cfg.chunk)
+    metrics: dict[str, Any] = {"interim_method": method}
+    metrics["surplus"], metrics["surplus_se"] = _mean_se(obj, pw)
+    metrics["revenue"], metrics["revenue_se"] = _mean_se(rev, pw)
+    metrics["welfare"], metrics["welfare_se"] = _mean_se(wel, pw)
+    metrics["cost"], metrics["cost_se"] = _mean_se(cost, pw)
+    metrics["budget_surplus"], metrics["budget_surplus_se"] = _mean_se(rev - cost, pw)
+    if setting.budget == "ex_post":
+        metrics["bb_residual"] = float(np.max(np.abs(rev - cost)))
+    else:
+        metrics["bb_residual"] = max(0.0, -metrics["budget_surplus"])
+    metrics["feasibility_violation_max"] = float(infeasible.max())
+
+    # interim regret and IR
+    others, ow = _others(setting, cfg, method, k_oth)
+    if method == "exact":
+        nodes = I.exact_nodes(setting)
+        own, own_w = nodes.points, np.asarray(nodes.weights[0], np.float64)
+        reports = nodes.points
+    else:
+        nodes = _own_types(setting, cfg, k_own)
+        own, own_w = nodes.points, np.asarray(nodes.weights[0], np.float64)
+        grid = setting.attack_grid(cfg.grid_points)
+        if grid is None:
+            extra = jnp.swapaxes(setting.sample(k_rnd, max(1, cfg.attack_starts) * 64), 0, 1)
+            reports = jnp.concatenate([own, extra.astype(own.dtype)], axis=1)
+        else:
+            reports = jnp.concatenate([own, grid.astype(own.dtype)], axis=1)
+    truthful = np.asarray(_truthful(mechanism, setting, own, others, ow), np.float64)
+    best_u, best_r = best_reports(mechanism, setting, own, reports, others, ow, cfg.chunk)
+    if method == "exact":
+        train_u = best_u
+    else:
+        train_u, _ = best_reports(mechanism, setting, own, own, others, ow, cfg.chunk)
+        if cfg.attack_steps > 0:
+            asc_u, asc_r = _ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr)
+            better = asc_u > best_u
+            best_u = jnp.where(better, asc_u, best_u)
+            best_r = jnp.where(better[..., None], asc_r, best_r)
+    gains = np.maximum(np.asarray(best_u, np.float64) - truthful, 0.0)  # (n, K)
+    per_type = gains.mean(axis=0)  # mean over agents
+    metrics["interim_regret_mean"] = float(np.sum(own_w * per_type))
+    metrics["interim_regret_mean_se"] = 0.0 if method == "exact" else float(per_type.std(ddof=1) / math.sqrt(per_type.size))
+    metrics["interim_regret_max"] = float(gains.max())
+    train_gain = np.maximum(np.asarray(train_u, np.float64) - truthful, 0.0).mean(axis=0)
+    metrics["train_interim_regret_mean"] = float(np.sum(own_w * train_gain))
+    if method == "monte_carlo":
+        samples = np.asarray(_gain_samples(mechanism, setting, own, best_r, others), np.float64)  # (n, K, S)
+        inner_se = samples.std(axis=-1, ddof=1) / math.sqrt(samples.shape[-1])
+        metrics["interim_regret_inner_se_max"] = float(inner_se.max())
+        metrics["interim_regret_inner_se_mean"] = float(inner_se.mean())
+    metrics["interim_inner_samples"] = int(others.shape[1])
+    short = np.maximum(-truthful, 0.0)
+    metrics["ir_violation"] = float(np.sum(own_w * short.mean(axis=0)))
+    metrics["ir_violation_max"] = float(short.max())
+    metrics["interim_types"] = int(own.shape[1])
+    metrics["interim_reports"] = int(reports.shape[1])
+
+    if benchmarks:
+        from .mechanisms import mechanism_from_config
+
+        bench, bench_se, gap, gap_se = {}, {}, {}, {}
+        for name in setting.benchmark_names():
+            bm = mechanism_from_config(setting, {"kind": name})
+            values = _ex_ante(bm, setting, profiles, pw, cfg.chunk)[0]
+            bench[name], bench_se[name] = _mean_se(values, pw)
+            gap[name], gap_se[name] = _mean_se(obj - values, pw)
+        metrics["benchmarks"], metrics["benchmarks_se"] = bench, bench_se
+        metrics["benchmarks_gap"], metrics["benchmarks_gap_se"] = gap, gap_se
+    metrics["samples"] = int(profiles.shape[0])
+    metrics["attack"] = {"grid_points": int(reports.shape[1]), "steps": cfg.attack_steps if method != "exact" else 0,
+                         "lr": cfg.attack_lr, "seed": cfg.seed}
+    metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    return metrics
