@@ -20,7 +20,7 @@ from .evaluate import evaluate
 from .mechanisms import MECHANISMS, Mechanism, mechanism_from_config, transforms
 from .outcome import Outcome
 from .priors import PRIORS, Prior
-from .settings import SETTINGS, IdenticalItems, MultiItem, Setting, SingleItem, setting_from_config
+from .settings import SETTINGS, IdenticalItems, MultiItem, PublicGoods, Setting, SingleItem, setting_from_config
 
 
 def train(config, out_dir=None, *, resume: bool = False, progress: bool = False, overrides=None):
@@ -42,7 +42,7 @@ def train(config, out_dir=None, *, resume: bool = False, progress: bool = False,
 
 __all__ = [
     "Checkpoint", "CheckpointError", "ConfigError", "DiffmechError", "EvalConfig", "MECHANISMS", "Mechanism",
-    "IdenticalItems", "MultiItem", "Outcome", "PRIORS", "Prior", "Run", "SETTINGS", "Setting", "SingleItem", "TrainConfig",
+    "IdenticalItems", "MultiItem", "Outcome", "PublicGoods", "PRIORS", "Prior", "Run", "SETTINGS", "Setting", "SingleItem", "TrainConfig",
     "TrainingDiverged", "symmetry", "transforms",
     "apply_overrides", "evaluate", "load", "load_config", "mechanism_from_config", "resolve", "setting_from_config",
     "train",

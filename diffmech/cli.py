@@ -197,10 +197,14 @@ def _write_figures(directory: Path, mechanism, setting, history, metrics):
 
     written = []
     ref = {}
-    if "myerson" in metrics.get("benchmarks", {}):
-        ref["Myerson"] = metrics["benchmarks"]["myerson"]
+    labels = {"myerson": "Myerson", "public_lp": "LP optimum", "optimal_cutoff": "optimal cutoff", "first_best": "first best"}
+    for key, label in labels.items():
+        if key in metrics.get("benchmarks", {}):
+            ref[label] = metrics["benchmarks"][key]
     if history:
         written.append(plots.plot_training(history, directory / "training.png", reference=ref or None))
+    if getattr(setting, "ic", "ex_post") != "ex_post":
+        return written
     if setting.n_agents == 2 and setting.type_dim == 1:
         reference = mechanism_from_config(setting, {"kind": "myerson"}) if "myerson" in setting.benchmark_names() else None
         written.append(plots.plot_maps(mechanism, setting, directory / "maps.png", reference=reference))

@@ -135,7 +135,8 @@ class EvalConfig:
             (multi-item settings whose items share one prior).
         interim_types, interim_nodes, interim_samples: interim settings with continuous types —
             own types per agent whose interim regret is measured (an even grid when there are at
-            most two goods), Gauss–Legendre nodes per good for the others' expectation when n = 2,
+            most two goods), Gauss–Legendre nodes for the others' expectation when n = 2 (at most
+            16384 in all: fewer per good when there are several goods),
             and sampled profiles of the others (common random numbers) when n > 2.
     """
 
@@ -148,7 +149,7 @@ class EvalConfig:
     chunk: int = 1 << 18
     symmetry_samples: int = 2000
     interim_types: int = 200
-    interim_nodes: int = 128
+    interim_nodes: int = 2048
     interim_samples: int = 4096
 
     def __post_init__(self):

@@ -6,7 +6,9 @@ How the expectations are taken (``interim_method`` in the metrics):
   of the others weighted by its probability; surplus and budget summed over all K^n profiles.
   Nothing is estimated, so no standard errors.
 - ``quadrature``: continuous types and n = 2. The other agent's type is integrated with
-  ``interim_nodes`` Gauss–Legendre nodes per good in quantile space; own types are an even grid
+  ``interim_nodes`` Gauss–Legendre nodes in quantile space (2048 by default, fewer per good for
+  several goods, at most 16384 in all: a mechanism with a jump, such as a cutoff rule, is integrated
+  to about 1e-4); own types are an even grid
   of ``interim_types`` points (when M ≤ 2); reports are the setting's exhaustive grid of
   ``grid_points`` reports, then ``attack_steps`` steps of gradient ascent from the best one.
   Deterministic: no maximum over noisy estimates.
@@ -67,7 +69,7 @@ def _others(setting, cfg: EvalConfig, method: str, key):
     if method == "quadrature":
         per = cfg.interim_nodes
         while per ** setting.n_goods > I.MAX_PRODUCT // 4 and per > 2:
-            per //= 2
+            per //= 2  # at most 16384 nodes for the other agent
         return I.others_profiles(I.quadrature_nodes(setting, per))
     return I.sampled_others(setting, key, cfg.interim_samples)
 
@@ -126,7 +128,8 @@ def _ascend(mechanism, setting, own, start, others, weights, steps: int, lr: flo
     returns the best utility seen and its report."""
     mechanism = jax.lax.stop_gradient(mechanism)
     lo, hi = setting.type_bounds()
-    scale = jnp.asarray(hi[:, None, :] - lo[:, None, :], start.dtype)
+    lo_, hi_ = jnp.asarray(lo[:, None, :], start.dtype), jnp.asarray(hi[:, None, :], start.dtype)
+    scale = hi_ - lo_
     opt = optax.adam(lr)
 
     def util(r):  # r: (n, K, d) → (n, K)
@@ -135,13 +138,12 @@ def _ascend(mechanism, setting, own, start, others, weights, steps: int, lr: flo
 
     def body(carry, _):
         r, st, best_u, best_r = carry
-        u, grad = jax.value_and_grad(lambda x: util(x).sum())(r)
-        uu = util(r)
+        (_, uu), grad = jax.value_and_grad(lambda x: (lambda u: (u.sum(), u))(util(x)), has_aux=True)(r)
         better = uu > best_u
         best_u = jnp.where(better, uu, best_u)
         best_r = jnp.where(better[..., None], r, best_r)
         upd, st = opt.update(-grad / scale, st)
-        r = setting.project(r + upd * scale)
+        r = jnp.clip(r + upd * scale, lo_, hi_)
         return (r, st, best_u, best_r), None
 
     u0 = util(start)

@@ -174,30 +174,40 @@ def insert_reports(others: Float[Array, "agents S others dim"], reports: Float[A
     return jnp.where(eye, reports[:, :, None, None, :], from_others[:, None])
 
 
-def utility_samples(mechanism, setting, own, reports, others) -> Float[Array, "agents K R S"]:
-    """u_i(own[i, k]; (reports[i, r], others[i, s])) for every agent, own type, report and others
-    profile. The mechanism runs once on all agents × R × S profiles; the K own types reuse it."""
+def _deviation_outcomes(mechanism, reports, others):
     n, s = others.shape[:2]
     r, d = reports.shape[1], reports.shape[2]
     prof = insert_reports(others, reports).astype(reports.dtype)  # (n, R, S, n, d)
-    out = mechanism(prof.reshape(n * r * s, n, d))
+    return prof, mechanism(prof.reshape(n * r * s, n, d))
+
+
+def _own_utility(setting, own_k, prof, out):
+    """u_i(own_k[i]; prof[i, r, s]) for every agent i: ``(n, R, S)``."""
+    n, r, s, _, d = prof.shape
     eye = jnp.eye(n, dtype=bool)[:, None, None, :, None]
+    true = jnp.where(eye, own_k[:, None, None, None, :], prof)
+    u = setting.utility(true.reshape(n * r * s, n, d), out).reshape(n, r, s, n)
+    return jnp.moveaxis(jnp.diagonal(u, axis1=0, axis2=3), -1, 0)
 
-    def for_type(own_k):  # own_k: (n, d), agent i's true type at row i
-        true = jnp.where(eye, own_k[:, None, None, None, :], prof)
-        u = setting.utility(true.reshape(n * r * s, n, d), out).reshape(n, r, s, n)
-        return jnp.moveaxis(jnp.diagonal(u, axis1=0, axis2=3), -1, 0)  # (n, r, s)
 
-    return jnp.moveaxis(jax.vmap(for_type, in_axes=1)(own), 0, 1)  # (n, K, R, S)
+def utility_samples(mechanism, setting, own, reports, others) -> Float[Array, "agents K R S"]:
+    """u_i(own[i, k]; (reports[i, r], others[i, s])) for every agent, own type, report and others
+    profile (unweighted; for standard errors). The mechanism runs once on the agents × R × S
+    deviation profiles; the K own types reuse its outcome."""
+    prof, out = _deviation_outcomes(mechanism, reports, others)
+    return jnp.moveaxis(jax.vmap(lambda o: _own_utility(setting, o, prof, out), in_axes=1)(own), 0, 1)
 
 
 def interim_utility(mechanism, setting, own, reports, others, weights) -> Float[Array, "agents K R"]:
     """U[i, k, r] = Σ_s weights[i, s] · u_i(own[i, k]; (reports[i, r], others[i, s])).
 
     ``own`` ``(agents, K, dim)`` are true types, ``reports`` ``(agents, R, dim)`` candidate reports.
-    The mechanism runs once on all agents × R × S profiles.
+    The mechanism runs once on all agents × R × S profiles; the sum over s is taken per own type,
+    so memory stays at agents × R × S whatever K is.
     """
-    return jnp.einsum("ikrs,is->ikr", utility_samples(mechanism, setting, own, reports, others), weights)
+    prof, out = _deviation_outcomes(mechanism, reports, others)
+    per_type = lambda o: jnp.einsum("irs,is->ir", _own_utility(setting, o, prof, out), weights)
+    return jnp.moveaxis(jax.vmap(per_type, in_axes=1)(own), 0, 1)
 
 
 def interim_outcome(mechanism, reports, others, weights):

@@ -157,11 +157,12 @@ def plot_training(
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
-    # revenue ----------------------------------------------------------------------------
-    rev = [_to_float(rec.get("revenue")) for rec in history]
-    ax_rev.set_title("revenue")
+    # objective (revenue, or surplus in public-goods settings) ------------------------------
+    objective = "surplus" if any("surplus" in rec for rec in history) else "revenue"
+    rev = [_to_float(rec.get(objective)) for rec in history]
+    ax_rev.set_title(objective)
     if any(math.isfinite(v) for v in rev):
-        ax_rev.plot(steps, rev, color="C0", label="revenue", **kw)
+        ax_rev.plot(steps, rev, color="C0", label=objective, **kw)
     for j, (label, value) in enumerate((reference or {}).items()):
         value = _to_float(value)
         if math.isfinite(value):
@@ -170,12 +171,14 @@ def plot_training(
     if ax_rev.lines:
         ax_rev.legend(fontsize="small")
     else:
-        _placeholder(ax_rev, "no revenue logged")
+        _placeholder(ax_rev, f"no {objective} logged")
 
-    # regret / IR --------------------------------------------------------------------------
-    ax_reg.set_title("regret per agent")
+    # constraints: regret / IR (ex post), interim regret / interim IR / budget ----------------
+    families = (("regret", "-", "regret"), ("ir", "--", "IR viol."), ("interim_regret", "-", "interim regret"),
+                ("interim_ir", "--", "interim IR viol."), ("budget", ":", "budget short."))
+    ax_reg.set_title("constraint violations per agent")
     any_positive = False
-    for key, style, name in (("regret", "-", "regret"), ("ir", "--", "IR viol.")):
+    for key, style, name in families:
         xs, ys = _per_agent_series(history, key)
         for a, (x, y) in enumerate(zip(xs, ys)):
             pts = [(s, v) for s, v in zip(x, y) if math.isfinite(v) and v > 0]
@@ -189,8 +192,8 @@ def plot_training(
         ax_reg.set_yscale("log")
         ax_reg.legend(fontsize="small", ncol=2 if len(ax_reg.lines) > 6 else 1)
     else:
-        has_any = any(rec.get("regret") is not None for rec in history)
-        _placeholder(ax_reg, "regret is zero" if has_any else "not tracked\n(IC by construction)")
+        has_any = any(rec.get(k) is not None for rec in history for k, _, _ in families)
+        _placeholder(ax_reg, "violations are zero" if has_any else "not tracked\n(IC by construction)")
 
     # multipliers ----------------------------------------------------------------------------
     ax_lam.set_title("Lagrange multipliers")

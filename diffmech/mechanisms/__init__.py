@@ -15,6 +15,8 @@ from .analytic.itemwise import ItemwiseMyerson
 from .analytic.manelli_vincent import ManelliVincent
 from .analytic.myerson import Myerson
 from .analytic.posted_prices import BundlePrice, UniformItemPrice
+from .analytic.public_goods import FirstBest, OptimalCutoff
+from .analytic.public_lp_mechanism import NoExclusion, PublicLP, SeparateProvision
 from .analytic.rank_reversing import RankReversing
 from .analytic.second_price import VCG, BestReserveSecondPrice, SecondPrice
 from .analytic.uniform_price import UniformPrice
@@ -22,13 +24,15 @@ from .base import Mechanism
 from .neural.affine_maximizer import AffineMaximizer
 from .neural.equivariant import EquivariantNet
 from .neural.monotone import MonotoneNet
+from .neural.public_general import PublicGeneralNet
+from .neural.public_simple import PublicSimpleNet
 from .neural.regretnet import RegretNet
 from .neural.rochetnet import RochetNet
 from .transforms import SymmetricExtension, Symmetrised
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.kind: cls
-    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised)
+    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, PublicSimpleNet, PublicGeneralNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised, PublicLP, SeparateProvision, NoExclusion, FirstBest, OptimalCutoff)
 }
 
 
