@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write a bar chart of the objective to this PNG path")
     _add_eval_flags(p)
 
-    p = sub.add_parser("lp", help="exact optimum for one buyer on a type grid (LP over all IC, IR mechanisms; MILP if deterministic)")
+    p = sub.add_parser("lp", help="exact optimum by LP: one buyer on a type grid (MILP if deterministic), or public goods on a finite type space")
     p.add_argument("config", help="a config whose setting is multi_item with one buyer, or identical_items")
     p.add_argument("--points", type=int, help="grid points per value axis (default 20 for two items, 12 for three, fewer beyond)")
     p.add_argument("--deterministic", action="store_true", help="optimum over deterministic mechanisms (MILP)")
@@ -335,6 +335,8 @@ def cmd_lp(args) -> int:
 
     raw = apply_overrides(load_config(args.config), list(args.set))
     setting = setting_from_config(raw.get("setting"))
+    if setting.kind == "public_goods":
+        return _public_lp(setting, args)
     if args.points is None:
         args.points = max(2, min(20, int(2000 ** (1.0 / setting.type_dim) + 1e-9)))
     if not 2 <= args.points <= 200:
@@ -371,6 +373,30 @@ def cmd_lp(args) -> int:
     for k, v in out.items():
         if k not in ("setting", "grid", "points", "deterministic"):
             print(f"  {k:<24} {v:.6f}" if isinstance(v, float) else f"  {k:<24} {v}")
+    return 0
+
+
+def _public_lp(setting, args) -> int:
+    """``diffmech lp`` for public goods: the exact optimum, the optimum without exclusion and the
+    best separate provision on the finite type space, and the first best."""
+    from .public_lp import solve_public_lp
+
+    if args.deterministic:
+        raise DiffmechError("--deterministic is not available for public_goods; drop it")
+    out: dict = {"setting": setting.describe()}
+    for name, restriction in (("optimum", "none"), ("no_exclusion", "no_exclusion"), ("separate_provision", "separate")):
+        res = solve_public_lp(setting, restriction=restriction)
+        out[name] = res.surplus
+        out[f"{name}_seconds"] = res.seconds
+        out["method"] = res.method
+        out["first_best"] = res.first_best
+    if args.json:
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    print(f"{out['setting']}: exact surplus by LP over all incentive-feasible mechanisms ({out['method']} formulation)")
+    for k, v in out.items():
+        if k != "setting":
+            print(f"  {k:<28} {v:.6f}" if isinstance(v, float) else f"  {k:<28} {v}")
     return 0
 
 

@@ -29,6 +29,7 @@ else:  # pragma: no cover
 import tomli_w
 
 METHODS = ("augmented_lagrangian", "penalty", "regret_budget")
+LR_SCHEDULES = ("constant", "cosine")
 CONSTRAINTS = ("regret", "ir", "interim_regret", "interim_ir", "budget")
 
 
@@ -39,7 +40,9 @@ class TrainConfig:
     Attributes:
         steps: optimiser steps. batch: profiles per step. train_size: size of the fixed training
             set (a multiple of ``batch``); each example keeps its own cached misreports.
-        lr: Adam learning rate. seed: PRNG seed (initialisation, data, attacks).
+        lr: Adam learning rate; ``lr_schedule = "cosine"`` decays it to 1% of ``lr`` over ``steps``
+            (so that the last iterate settles), ``"constant"`` keeps it. seed: PRNG seed
+            (initialisation, data, attacks).
         method: ``augmented_lagrangian`` (RegretNet: loss −obj + Σλ_i g_i + ρ/2 Σ g_i²,
             λ_i += ρ g_i every ``lambda_every`` steps, ρ += ``rho_increment`` every ``rho_every``
             steps up to ``rho_max``), ``penalty`` (loss −obj + ρ Σ g_i, fixed ρ) or
@@ -64,6 +67,7 @@ class TrainConfig:
     batch: int = 512
     train_size: int = 16384
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     seed: int = 0
     method: str = "augmented_lagrangian"
     rho: float = 1.0
@@ -109,6 +113,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not _is_number(v) or v < 0 or not math.isfinite(v):
                 raise ConfigError(f"train.{name} must be a non-negative number, got {v!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"train.lr_schedule {self.lr_schedule!r} is unknown; choose one of: {', '.join(LR_SCHEDULES)}")
         if self.method not in METHODS:
             raise ConfigError(f"train.method {self.method!r} is unknown; choose one of: {', '.join(METHODS)}")
         if self.train_size % self.batch:

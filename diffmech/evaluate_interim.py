@@ -10,7 +10,8 @@ How the expectations are taken (``interim_method`` in the metrics):
   several goods, at most 16384 in all: a mechanism with a jump, such as a cutoff rule, is integrated
   to about 1e-4); own types are an even grid
   of ``interim_types`` points (when M ≤ 2); reports are the setting's exhaustive grid of
-  ``grid_points`` reports, then ``attack_steps`` steps of gradient ascent from the best one.
+  ``grid_points`` reports (spacing 0.001 of the support for one good), then — with two goods,
+  where the grid is coarser — ``attack_steps`` steps of gradient ascent from the best one.
   Deterministic: no maximum over noisy estimates.
 - ``monte_carlo``: continuous types, n > 2. ``interim_samples`` profiles of the others drawn once
   and shared by every own type and report (common random numbers). The maximum over reports of
@@ -237,7 +238,7 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
         train_u = best_u
     else:
         train_u, _ = best_reports(mechanism, setting, own, own, others, ow, cfg.chunk)
-        if cfg.attack_steps > 0:
+        if cfg.attack_steps > 0 and not (grid is not None and setting.n_goods == 1):
             asc_u, asc_r = _ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr)
             better = asc_u > best_u
             best_u = jnp.where(better, asc_u, best_u)
@@ -273,7 +274,8 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
         metrics["benchmarks"], metrics["benchmarks_se"] = bench, bench_se
         metrics["benchmarks_gap"], metrics["benchmarks_gap_se"] = gap, gap_se
     metrics["samples"] = int(profiles.shape[0])
-    metrics["attack"] = {"grid_points": int(reports.shape[1]), "steps": cfg.attack_steps if method != "exact" else 0,
+    ascended = method != "exact" and not (setting.attack_grid(cfg.grid_points) is not None and setting.n_goods == 1)
+    metrics["attack"] = {"grid_points": int(reports.shape[1]), "steps": cfg.attack_steps if ascended else 0,
                          "lr": cfg.attack_lr, "seed": cfg.seed}
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
     return metrics

@@ -87,7 +87,7 @@ def quadrature_nodes(setting, k: int, dtype=None) -> Nodes:
             u, w = gauss_legendre_unit(k)
             from ._compat import enable_x64
 
-            with enable_x64():
+            with enable_x64(), jax.ensure_compile_time_eval():  # constants, also when called under jit
                 v = np.asarray(p.icdf(jnp.asarray(u, jnp.float64)), np.float64)
             axes.append((v, w))
     size = math.prod(len(a) for a, _ in axes)
@@ -275,11 +275,15 @@ def stratified_nodes(setting, key, k: int) -> Nodes:
 
 
 def training_mode(setting, cfg) -> str:
-    """``exact`` on a finite type space; ``stratified`` when the others' product of
-    ``interim_nodes`` stratified nodes has at most 1024 profiles (e.g. n = 2); else ``mc``."""
+    """``exact`` on a finite type space; ``stratified`` for n = 2 with independent goods: own
+    types are ``interim_nodes`` stratified draws per step (so training covers the whole type
+    space) and the other agent is integrated by fixed Gauss–Legendre nodes (⌊interim_nodes^(1/M)⌋
+    per good), so that U_i(θ, r) carries no sampling noise — with noisy estimates a truly
+    incentive-compatible mechanism shows positive regret and the multipliers grow without end;
+    otherwise ``mc`` (others' profiles sampled, common random numbers)."""
     if setting.finite:
         return "exact"
-    if getattr(setting, "good_priors", None) is not None and cfg.interim_nodes ** (setting.n_agents - 1) <= 1024:
+    if getattr(setting, "good_priors", None) is not None and setting.n_agents == 2:
         return "stratified"
     return "mc"
 
@@ -296,7 +300,8 @@ def training_batch(setting, key, cfg, dtype=None) -> InterimBatch:
     extra = jnp.swapaxes(setting.sample(k_rep, cfg.interim_reports), 0, 1)
     if mode == "stratified":
         nodes = stratified_nodes(setting, k_own, cfg.interim_nodes)
-        others, ow = others_profiles(stratified_nodes(setting, k_oth, cfg.interim_nodes))
+        per = max(2, int(math.floor(cfg.interim_nodes ** (1.0 / setting.n_goods) + 1e-9)))
+        others, ow = others_profiles(quadrature_nodes(setting, per, nodes.points.dtype))
         prof, pw = product_profiles(nodes)
     else:
         nodes = sample_nodes(setting, k_own, cfg.interim_nodes)

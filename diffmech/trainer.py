@@ -272,7 +272,9 @@ class Trainer:
 
 def make_trainer(run: Run, mechanism) -> Trainer:
     _, static = eqx.partition(mechanism, eqx.is_inexact_array)
-    return Trainer(run.setting, static, optax.adam(run.train.lr), dual_rule(run.train), constraint_names(mechanism, run.setting, run.train), run.train)
+    cfg = run.train
+    lr = optax.cosine_decay_schedule(cfg.lr, cfg.steps, alpha=0.01) if cfg.lr_schedule == "cosine" else cfg.lr
+    return Trainer(run.setting, static, optax.adam(lr), dual_rule(cfg), constraint_names(mechanism, run.setting, cfg), cfg)
 
 
 def training_data(run: Run, key: PRNGKeyArray):
@@ -361,7 +363,7 @@ def train(
         if out is None or not (out / "resume" / "state.json").exists():
             raise CheckpointError(f"nothing to resume in {out}; run without --resume to start fresh")
         saved_cfg = (out / "config.toml").read_text() if (out / "config.toml").exists() else None
-        if saved_cfg is not None and _strip_steps(saved_cfg) != _strip_steps(config_toml):
+        if saved_cfg is not None and _without_steps(saved_cfg) != _without_steps(config_toml):
             raise ConfigError(f"{out} was started with a different config; use the same config (train.steps may change) or a new --out")
         state, meta = load_resume(out, state)
         history = [r for r in read_json(out / "history.json", "history") if r["step"] <= int(state.step)] if (out / "history.json").exists() else []
@@ -417,8 +419,17 @@ def train(
     return TrainResult(trainer.mechanism(state.params), state, history, run, out, time.perf_counter() - t0)
 
 
-def _strip_steps(toml_text: str) -> str:
-    return "\n".join(line for line in toml_text.splitlines() if not line.startswith("steps ="))
+def _without_steps(toml_text: str) -> dict | None:
+    """The resolved config without ``train.steps`` (which may change on resume). Resolving fills
+    in defaults, so a run saved before a new option existed still matches its own config."""
+    from .config import parse_toml, resolve
+
+    try:
+        cfg = resolve(parse_toml(toml_text)).config
+    except Exception:  # noqa: BLE001 - an unreadable saved config simply does not match
+        return None
+    cfg["train"].pop("steps", None)
+    return cfg
 
 
 def _save(out: Path, trainer: Trainer, state: TrainState, history: list, config_toml: str, seed: int, step: int):

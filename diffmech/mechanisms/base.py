@@ -80,6 +80,15 @@ def require_single_item(setting, kind: str) -> None:
         )
 
 
+def require_public_goods(setting, kind: str) -> None:
+    """Raise a one-line ConfigError unless ``setting`` is the public_goods setting."""
+    if getattr(setting, "kind", "") != "public_goods":
+        raise ConfigError(
+            f"mechanism {kind!r} is defined for the public_goods setting, not {getattr(setting, 'kind', type(setting).__name__)!r}; "
+            "use kind = \"public_goods\" in [setting]"
+        )
+
+
 def float_dtype(x) -> Any:
     """``x``'s dtype if floating, else the default float dtype (reports may arrive as integers)."""
     return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)

@@ -73,7 +73,7 @@ from ..._compat import enable_x64
 from ...errors import ConfigError
 from ...outcome import PublicGoodsOutcome, public_goods_outcome
 from ...priors import Prior
-from ..base import Mechanism, check_options, float_dtype
+from ..base import Mechanism, check_options, float_dtype, require_public_goods
 
 #: points of the table of Q over the support (plus the kinks of Q)
 GRID_POINTS = 4097
@@ -84,15 +84,6 @@ SUM_NODES = 32
 SUM_GRID = 4097
 #: halvings of the quantile bisection (below float64 resolution of u)
 HALVINGS = 64
-
-
-def require_public_goods(setting, kind: str) -> None:
-    """Raise a one-line ConfigError unless ``setting`` is the public_goods setting."""
-    if getattr(setting, "kind", "") != "public_goods":
-        raise ConfigError(
-            f"mechanism {kind!r} is defined for the public_goods setting, not {getattr(setting, 'kind', type(setting).__name__)!r}; "
-            "use kind = \"public_goods\" in [setting]"
-        )
 
 
 class FirstBest(Mechanism):

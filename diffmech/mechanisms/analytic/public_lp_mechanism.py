@@ -19,7 +19,7 @@ from jaxtyping import Array, Float
 
 from ...errors import ConfigError
 from ...outcome import PublicGoodsOutcome
-from ..base import Mechanism, check_options
+from ..base import Mechanism, check_options, require_public_goods
 from .public_table import PublicGoodsTable
 
 _CACHE: OrderedDict = OrderedDict()
@@ -67,8 +67,7 @@ class PublicLP(Mechanism):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "PublicLP":
         check_options(cls.kind, options, cls.options)
-        if getattr(setting, "kind", "") != "public_goods":
-            raise ConfigError(f"mechanism {cls.kind!r} needs a public_goods setting, got {getattr(setting, 'kind', '?')!r}")
+        require_public_goods(setting, cls.kind)
         restriction = cls.fixed_restriction or options.get("restriction", "none")
         method = options.get("method", "auto")
         sol = cached_solution(setting, restriction, method)

@@ -23,8 +23,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ...errors import ConfigError
 from ...outcome import public_goods_outcome
-from ..base import Mechanism, check_options
-from .public_simple import DEFAULT_HIDDEN, mlp, require_public_goods
+from ..base import Mechanism, check_options, require_public_goods
+from .public_simple import DEFAULT_HIDDEN, mlp
 from .regretnet import ACTIVATIONS, _finite_bounds, _parse_hidden
 
 

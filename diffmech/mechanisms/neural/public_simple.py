@@ -35,17 +35,11 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ...errors import ConfigError
 from ...outcome import public_goods_outcome
-from ..base import Mechanism, check_options
+from ..base import Mechanism, check_options, require_public_goods
 from .regretnet import ACTIVATIONS, _finite_bounds, _linear, _parse_hidden, _uniform_init
 
 SYMMETRIES = ("none", "anonymous", "symmetric")
 DEFAULT_HIDDEN = (64, 64)
-
-
-def require_public_goods(setting, kind: str) -> None:
-    """Raise a one-line ConfigError unless ``setting`` is the public-goods setting."""
-    if getattr(setting, "kind", None) != "public_goods":
-        raise ConfigError(f"mechanism {kind!r} is for the public_goods setting; choose another mechanism for {setting.kind}")
 
 
 class MLP(eqx.Module):
