@@ -6,6 +6,7 @@ instance: θ_i^j ∈ {1, 3}, P(3) = 0.4, C(n) = 1.25 n per good; LP optimum 2.56
 
 import itertools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,6 +90,7 @@ def brute_force_table(mechanism, setting):
     """U[i, k, r] by an explicit loop over agents, own types, reports and others' profiles."""
     atoms, probs = setting.type_support()
     n, big_k = setting.n_agents, len(atoms)
+    mechanism = eqx.filter_jit(mechanism)  # one compiled call per profile, not per operation
     out = np.zeros((n, big_k, big_k))
     for i in range(n):
         for k in range(big_k):
@@ -237,8 +239,6 @@ def _continuous_cfg(steps):
 
 
 def _leaves(mech):
-    import equinox as eqx
-
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(mech, eqx.is_inexact_array))]
 
 
