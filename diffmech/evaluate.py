@@ -98,14 +98,17 @@ def _grid_search(mechanism, setting, types, grid, points_per_call: int):
         piece = grid[:, a:b]
         if b - a < points_per_call:
             piece = jnp.concatenate([piece, jnp.repeat(piece[:, -1:], points_per_call - (b - a), axis=1)], axis=1)
-        g_best, g_report = _grid_attack(mechanism, setting, types, piece)
-        if best is None:
-            best, report = g_best, g_report
-        else:
-            better = g_best > best
-            best = jnp.where(better, g_best, best)
-            report = jnp.where(better[..., None], g_report, report)
+        best, report = keep_better(best, report, *_grid_attack(mechanism, setting, types, piece))
     return best, report
+
+
+def keep_better(best, report, new_best, new_report):
+    """Elementwise the larger of ``best`` and ``new_best`` with its report (the first call, with
+    ``best`` None, takes the new pair)."""
+    if best is None:
+        return new_best, new_report
+    better = new_best > best
+    return jnp.where(better, new_best, best), jnp.where(better[..., None], new_report, report)
 
 
 def _mean_se(x: np.ndarray) -> tuple[float, float]:

@@ -40,6 +40,7 @@ import optax
 
 from . import interim as I
 from .config import EvalConfig
+from .evaluate import keep_better
 
 
 def interim_method(setting) -> str:
@@ -114,12 +115,7 @@ def best_reports(mechanism, setting, own, reports, others, weights, chunk: int):
         arg = jnp.argmax(u, axis=-1)
         u_best = jnp.max(u, axis=-1)
         r_best = jnp.take_along_axis(piece[:, None, :, :], arg[..., None, None], axis=2)[:, :, 0]
-        if best_u is None:
-            best_u, best_r = u_best, r_best
-        else:
-            better = u_best > best_u
-            best_u = jnp.where(better, u_best, best_u)
-            best_r = jnp.where(better[..., None], r_best, best_r)
+        best_u, best_r = keep_better(best_u, best_r, u_best, r_best)
     return best_u, best_r
 
 
@@ -239,10 +235,7 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
     else:
         train_u, _ = best_reports(mechanism, setting, own, own, others, ow, cfg.chunk)
         if cfg.attack_steps > 0 and not (grid is not None and setting.n_goods == 1):
-            asc_u, asc_r = _ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr)
-            better = asc_u > best_u
-            best_u = jnp.where(better, asc_u, best_u)
-            best_r = jnp.where(better[..., None], asc_r, best_r)
+            best_u, best_r = keep_better(best_u, best_r, *_ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr))
     gains = np.maximum(np.asarray(best_u, np.float64) - truthful, 0.0)  # (n, K)
     per_type = gains.mean(axis=0)  # mean over agents
     metrics["interim_regret_mean"] = float(np.sum(own_w * per_type))

@@ -198,6 +198,19 @@ def _average(prov, alloc, pay) -> PublicGoodsOutcome:
     return public_goods_outcome(rho, safe_ratio(a, rho[:, None, :]), t)
 
 
+def _checked_perms(perms, size: int, what: str, letter: str) -> np.ndarray:
+    """All permutations of ``size`` objects when ``perms`` is None, else ``perms`` checked to be
+    permutations, one per row."""
+    if perms is None:
+        if not 1 <= size <= MAX_PERMUTED:
+            raise ConfigError(f"averaging over {what} evaluates {letter}! permutations; use at most {MAX_PERMUTED} {what}")
+        perms = _perm_tables(size)[0]
+    perms = np.asarray(perms, np.int32).reshape(-1, size)
+    if not all(sorted(p) == list(range(size)) for p in perms.tolist()):
+        raise ConfigError(f"perms must be permutations of 0..{size - 1}, one per row")
+    return perms
+
+
 class AgentAverage(_PublicTransform):
     """The average over all n! agent permutations σ of the σ-permuted mechanisms, in which agent i
     takes role σ(i): θ'_{σ(i)} = θ_i, outcome_σ(θ)_i = outcome(θ')_{σ(i)} (see the module
@@ -212,15 +225,8 @@ class AgentAverage(_PublicTransform):
     n: int = eqx.field(static=True)
 
     def __init__(self, base: Mechanism, n_agents: int, perms=None):
-        if perms is None:
-            if not 1 <= n_agents <= MAX_PERMUTED:
-                raise ConfigError(f"averaging over agents evaluates n! permutations; use at most {MAX_PERMUTED} agents")
-            perms = _perm_tables(n_agents)[0]
-        perms = np.asarray(perms, np.int32).reshape(-1, n_agents)
-        if not all(sorted(p) == list(range(n_agents)) for p in perms.tolist()):
-            raise ConfigError(f"perms must be permutations of 0..{n_agents - 1}, one per row")
         self.base, self.n = base, n_agents
-        self.perms = _Frozen(perms)
+        self.perms = _Frozen(_checked_perms(perms, n_agents, "agents", "n"))
 
     def _apply(self, reports, call):
         perms = self.perms.array
@@ -247,15 +253,8 @@ class GoodsAverage(_PublicTransform):
     m: int = eqx.field(static=True)
 
     def __init__(self, base: Mechanism, n_goods: int, perms=None):
-        if perms is None:
-            if not 1 <= n_goods <= MAX_PERMUTED:
-                raise ConfigError(f"averaging over goods evaluates M! permutations; use at most {MAX_PERMUTED} goods")
-            perms = _perm_tables(n_goods)[0]
-        perms = np.asarray(perms, np.int32).reshape(-1, n_goods)
-        if not all(sorted(p) == list(range(n_goods)) for p in perms.tolist()):
-            raise ConfigError(f"perms must be permutations of 0..{n_goods - 1}, one per row")
         self.base, self.m = base, n_goods
-        self.perms = _Frozen(perms)
+        self.perms = _Frozen(_checked_perms(perms, n_goods, "goods", "M"))
 
     def _apply(self, reports, call):
         perms = self.perms.array
