@@ -203,7 +203,7 @@ def _write_figures(directory: Path, mechanism, setting, history, metrics):
             ref[label] = metrics["benchmarks"][key]
     if history:
         written.append(plots.plot_training(history, directory / "training.png", reference=ref or None))
-    if getattr(setting, "ic", "ex_post") != "ex_post":
+    if setting.ic != "ex_post":
         return written
     if setting.n_agents == 2 and setting.type_dim == 1:
         reference = mechanism_from_config(setting, {"kind": "myerson"}) if "myerson" in setting.benchmark_names() else None

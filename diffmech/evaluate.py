@@ -221,7 +221,7 @@ def evaluate(
     ``train_cfg`` the training-time estimator reported as ``train_regret_mean``.
     """
     cfg = cfg or EvalConfig()
-    if getattr(setting, "ic", "ex_post") == "interim":
+    if setting.ic == "interim":
         from .evaluate_interim import evaluate_interim
 
         return evaluate_interim(mechanism, setting, cfg, benchmarks=benchmarks, progress=progress)

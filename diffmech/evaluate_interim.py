@@ -40,39 +40,34 @@ import optax
 
 from . import interim as I
 from .config import EvalConfig
+from .evaluate import _mean_se as mean_se
 from .evaluate import keep_better
 
 
-def interim_method(setting) -> str:
-    if setting.finite:
-        return "exact"
-    if setting.n_agents == 2 and getattr(setting, "good_priors", None) is not None:
-        return "quadrature"
-    return "monte_carlo"
-
-
 def _own_types(setting, cfg: EvalConfig, key) -> I.Nodes:
-    """Own types whose interim regret is measured on a continuous type space."""
-    m = setting.n_goods
-    if m <= 2:
-        per = max(2, int(math.floor(cfg.interim_types ** (1.0 / m) + 1e-9)))
-        lo, hi = setting.type_bounds()
-        axes = [np.linspace(lo[0, j], hi[0, j], per) for j in range(m)]
-        pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, m)
-        n = setting.n_agents
-        pts = np.broadcast_to(pts, (n,) + pts.shape)
-        return I.Nodes(jnp.asarray(pts, jnp.result_type(float)), jnp.full(pts.shape[:2], 1.0 / pts.shape[1]))
-    return I.sample_nodes(setting, key, cfg.interim_types)
+    """Own types whose interim regret is measured on a continuous type space: the setting's even
+    product grid of about ``interim_types`` points when it has one (M ≤ 2), else samples."""
+    grid = setting.attack_grid(cfg.interim_types)
+    if grid is None:
+        return I.sample_nodes(setting, key, cfg.interim_types)
+    grid = jnp.asarray(grid, jnp.result_type(float))
+    return I.Nodes(grid, jnp.full(grid.shape[:2], 1.0 / grid.shape[1], grid.dtype))
+
+
+def _quadrature_nodes(setting, cfg: EvalConfig, copies: int, limit: int = I.MAX_PRODUCT) -> I.Nodes:
+    """Gauss–Legendre nodes, ``interim_nodes`` per good halved until ``copies`` agents' product
+    has at most ``limit`` points."""
+    per = cfg.interim_nodes
+    while per ** (setting.n_goods * copies) > limit and per > 2:
+        per //= 2
+    return I.quadrature_nodes(setting, per)
 
 
 def _others(setting, cfg: EvalConfig, method: str, key):
     if method == "exact":
         return I.others_profiles(I.exact_nodes(setting))
-    if method == "quadrature":
-        per = cfg.interim_nodes
-        while per ** setting.n_goods > I.MAX_PRODUCT // 4 and per > 2:
-            per //= 2  # at most 16384 nodes for the other agent
-        return I.others_profiles(I.quadrature_nodes(setting, per))
+    if method == "quadrature":  # at most 16384 nodes for the other agent
+        return I.others_profiles(_quadrature_nodes(setting, cfg, 1, I.MAX_PRODUCT // 4))
     return I.sampled_others(setting, key, cfg.interim_samples)
 
 
@@ -81,10 +76,7 @@ def _profiles(setting, cfg: EvalConfig, method: str, key):
     if method == "exact":
         return I.product_profiles(I.exact_nodes(setting))
     if method == "quadrature":
-        per = cfg.interim_nodes
-        while per ** (setting.n_goods * setting.n_agents) > I.MAX_PRODUCT and per > 2:
-            per //= 2
-        return I.product_profiles(I.quadrature_nodes(setting, per))
+        return I.product_profiles(_quadrature_nodes(setting, cfg, setting.n_agents))
     prof = setting.sample(key, cfg.samples)
     return prof, None
 
@@ -186,17 +178,17 @@ def _ex_ante(mechanism, setting, profiles, weights, chunk: int):
 
 
 def _mean_se(x, w):
-    x = np.asarray(x, np.float64)
+    """Monte Carlo mean and standard error (``w`` None), or the exact weighted sum (se 0)."""
     if w is None:
-        return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0
-    return float(np.sum(np.asarray(w, np.float64) * x)), 0.0
+        return mean_se(x)
+    return float(np.sum(np.asarray(w, np.float64) * np.asarray(x, np.float64))), 0.0
 
 
 def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, benchmarks: bool = True, progress: bool = False) -> dict[str, Any]:
     """Measure ``mechanism`` on an interim setting (module docstring)."""
     cfg = cfg or EvalConfig()
     t0 = time.perf_counter()
-    method = interim_method(setting)
+    method = I.expectation_method(setting)
     key = jax.random.PRNGKey(cfg.seed)
     k_prof, k_own, k_oth, k_rnd = jax.random.split(key, 4)
     profiles, pw = _profiles(setting, cfg, method, k_prof)
@@ -215,6 +207,7 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
 
     # interim regret and IR
     others, ow = _others(setting, cfg, method, k_oth)
+    grid = None
     if method == "exact":
         nodes = I.exact_nodes(setting)
         own, own_w = nodes.points, np.asarray(nodes.weights[0], np.float64)
@@ -228,13 +221,15 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
             reports = jnp.concatenate([own, extra.astype(own.dtype)], axis=1)
         else:
             reports = jnp.concatenate([own, grid.astype(own.dtype)], axis=1)
+    # gradient refinement where the report grid is coarse (two goods) or absent (more goods)
+    ascend = method != "exact" and cfg.attack_steps > 0 and not (grid is not None and setting.n_goods == 1)
     truthful = np.asarray(_truthful(mechanism, setting, own, others, ow), np.float64)
     best_u, best_r = best_reports(mechanism, setting, own, reports, others, ow, cfg.chunk)
     if method == "exact":
         train_u = best_u
     else:
         train_u, _ = best_reports(mechanism, setting, own, own, others, ow, cfg.chunk)
-        if cfg.attack_steps > 0 and not (grid is not None and setting.n_goods == 1):
+        if ascend:
             best_u, best_r = keep_better(best_u, best_r, *_ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr))
     gains = np.maximum(np.asarray(best_u, np.float64) - truthful, 0.0)  # (n, K)
     per_type = gains.mean(axis=0)  # mean over agents
@@ -267,8 +262,7 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
         metrics["benchmarks"], metrics["benchmarks_se"] = bench, bench_se
         metrics["benchmarks_gap"], metrics["benchmarks_gap_se"] = gap, gap_se
     metrics["samples"] = int(profiles.shape[0])
-    ascended = method != "exact" and not (setting.attack_grid(cfg.grid_points) is not None and setting.n_goods == 1)
-    metrics["attack"] = {"grid_points": int(reports.shape[1]), "steps": cfg.attack_steps if ascended else 0,
+    metrics["attack"] = {"grid_points": int(reports.shape[1]), "steps": cfg.attack_steps if ascend else 0,
                          "lr": cfg.attack_lr, "seed": cfg.seed}
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
     return metrics

@@ -274,23 +274,26 @@ def stratified_nodes(setting, key, k: int) -> Nodes:
     return Nodes(pts, jnp.full((n, k), 1.0 / k, pts.dtype))
 
 
-def training_mode(setting, cfg) -> str:
-    """``exact`` on a finite type space; ``stratified`` for n = 2 with independent goods: own
-    types are ``interim_nodes`` stratified draws per step (so training covers the whole type
-    space) and the other agent is integrated by fixed Gauss–Legendre nodes (⌊interim_nodes^(1/M)⌋
-    per good), so that U_i(θ, r) carries no sampling noise — with noisy estimates a truly
-    incentive-compatible mechanism shows positive regret and the multipliers grow without end;
-    otherwise ``mc`` (others' profiles sampled, common random numbers)."""
+def expectation_method(setting) -> str:
+    """How interim expectations are taken, in training and in evaluation: ``exact`` on a finite
+    type space; ``quadrature`` for n = 2 with independent goods (the other agent by fixed
+    Gauss–Legendre nodes, so that U_i(θ, r) carries no sampling noise — with noisy estimates a
+    truly incentive-compatible mechanism shows positive regret and the multipliers grow without
+    end); otherwise ``monte_carlo`` (others' profiles sampled, common random numbers)."""
     if setting.finite:
         return "exact"
     if getattr(setting, "good_priors", None) is not None and setting.n_agents == 2:
-        return "stratified"
-    return "mc"
+        return "quadrature"
+    return "monte_carlo"
 
 
 def training_batch(setting, key, cfg, dtype=None) -> InterimBatch:
-    """The :class:`InterimBatch` of one training step (module docstring; jit-compatible)."""
-    mode = training_mode(setting, cfg)
+    """The :class:`InterimBatch` of one training step (jit-compatible). With
+    :func:`expectation_method` ``quadrature`` the own types are ``interim_nodes`` stratified draws
+    per step (so training covers the whole type space) and the other agent ⌊interim_nodes^(1/M)⌋
+    Gauss–Legendre nodes per good; with ``monte_carlo`` ``interim_nodes`` sampled own types and
+    ``interim_samples`` sampled others' profiles."""
+    mode = expectation_method(setting)
     if mode == "exact":
         nodes = exact_nodes(setting, dtype)
         others, ow = others_profiles(nodes)
@@ -298,7 +301,7 @@ def training_batch(setting, key, cfg, dtype=None) -> InterimBatch:
         return InterimBatch(nodes.points, nodes.weights, nodes.points, others, ow, prof, pw)
     k_own, k_rep, k_oth = jax.random.split(key, 3)
     extra = jnp.swapaxes(setting.sample(k_rep, cfg.interim_reports), 0, 1)
-    if mode == "stratified":
+    if mode == "quadrature":
         nodes = stratified_nodes(setting, k_own, cfg.interim_nodes)
         per = max(2, int(math.floor(cfg.interim_nodes ** (1.0 / setting.n_goods) + 1e-9)))
         others, ow = others_profiles(quadrature_nodes(setting, per, nodes.points.dtype))

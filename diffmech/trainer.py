@@ -130,29 +130,23 @@ def dual_rule(cfg) -> DualRule:
     return RegretBudget(cfg.lambda_every, cfg.budget_start, cfg.budget_end, cfg.steps, cfg.budget_rate)
 
 
-def constraint_names(mechanism, setting=None, cfg=None) -> tuple[str, ...]:
+def constraint_names(mechanism, setting, cfg=None) -> tuple[str, ...]:
     """The constraint families trained, one multiplier row each.
 
     Ex post settings: ``regret`` unless the mechanism is DSIC by construction, ``ir`` unless it is IR
     by construction. Interim settings (``setting.ic == "interim"``): ``interim_regret``,
     ``interim_ir`` and ``budget``. ``train.constraints`` selects a subset of the setting's families.
     """
-    if getattr(setting, "ic", "ex_post") == "interim":
-        names = list(I.INTERIM_CONSTRAINTS)
+    if setting.ic == "interim":
+        valid = names = I.INTERIM_CONSTRAINTS
     else:
-        names = []
-        if not mechanism.dsic_by_construction:
-            names.append("regret")
-        if not mechanism.ir_by_construction:
-            names.append("ir")
+        valid = ("regret", "ir")
+        names = [n for n, by_construction in zip(valid, (mechanism.dsic_by_construction, mechanism.ir_by_construction)) if not by_construction]
     chosen = tuple(getattr(cfg, "constraints", ()) or ())
-    if chosen:
-        valid = I.INTERIM_CONSTRAINTS if getattr(setting, "ic", "ex_post") == "interim" else ("regret", "ir")
-        bad = [c for c in chosen if c not in valid]
-        if bad:
-            raise ConfigError(f"train.constraints {bad} do not apply to this setting; choose from {', '.join(valid)}")
-        names = [c for c in chosen if c in names]
-    return tuple(names)
+    bad = [c for c in chosen if c not in valid]
+    if bad:
+        raise ConfigError(f"train.constraints {bad} do not apply to this setting; choose from {', '.join(valid)}")
+    return tuple(c for c in (chosen or names) if c in names)
 
 
 # ----------------------------------------------------------------------------- the step
@@ -210,12 +204,8 @@ class Trainer:
             return jnp.zeros((0, self.setting.n_agents), types.dtype)
         return jnp.stack(rows)
 
-    @property
-    def interim(self) -> bool:
-        return getattr(self.setting, "ic", "ex_post") == "interim"
-
     def _interim_loss(self, state: TrainState, data):
-        """Loss of an interim setting: exact / stratified / Monte Carlo expectations (see
+        """Loss of an interim setting: exact / quadrature / Monte Carlo expectations (see
         :func:`diffmech.interim.training_batch`)."""
         key = jax.random.fold_in(jax.random.fold_in(state.key, 2), state.step)
         batch = I.training_batch(self.setting, key, self.cfg, data.dtype)
@@ -230,7 +220,7 @@ class Trainer:
 
     def step(self, state: TrainState, data) -> tuple[TrainState, dict]:
         """One optimiser step (pure; jit it)."""
-        if self.interim:
+        if self.setting.ic == "interim":
             return self._finish(state, self._interim_loss(state, data), state.mis_cache)
         data_key = jax.random.fold_in(state.key, 1)
         idx = self.batch_indices(state.step, data_key)

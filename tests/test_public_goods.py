@@ -45,7 +45,7 @@ def random_table(setting, seed):
 
 def test_config_forms_and_costs():
     s = setting_of(binary(4))
-    assert (s.n_agents, s.n_goods, s.finite) and s.costs == (5.0, 5.0)  # C(n) = 1.25 n
+    assert (s.n_agents, s.n_goods, s.finite) == (4, 2, True) and s.costs == (5.0, 5.0)  # C(n) = 1.25 n
     atoms, probs = s.type_support()
     assert atoms.tolist() == [[1, 1], [1, 3], [3, 1], [3, 3]]
     np.testing.assert_allclose(probs, [0.36, 0.24, 0.24, 0.16])

@@ -25,6 +25,10 @@ class Setting(eqx.Module):
     objective: ClassVar[str] = "revenue"
     #: analytic mechanisms evaluated beside a learned one on the same samples
     benchmarks: ClassVar[tuple[str, ...]] = ()
+    #: incentive compatibility and participation: ``"ex_post"`` (dominant strategy, per profile)
+    #: or ``"interim"`` (Bayesian, in expectation over the other agents' types)
+    ic: ClassVar[str] = "ex_post"
+    ir: ClassVar[str] = "ex_post"
 
     @property
     @abc.abstractmethod

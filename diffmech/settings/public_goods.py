@@ -79,7 +79,6 @@ class PublicGoods(Setting):
         "(keys: n_agents, n_goods, prior | good_priors | types+probs, cost | cost_per_agent, budget)"
     )
     objective: ClassVar[str] = "surplus"
-    #: incentive compatibility, participation and budget notions of this setting
     ic: ClassVar[str] = "interim"
     ir: ClassVar[str] = "interim"
     #: all benchmarks this setting may use; :meth:`benchmark_names` picks those that apply
