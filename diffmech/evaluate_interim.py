@@ -12,7 +12,9 @@ How the expectations are taken (``interim_method`` in the metrics):
   of ``interim_types`` points (when M ≤ 2); reports are the setting's exhaustive grid of
   ``grid_points`` reports (spacing 0.001 of the support for one good), then — with two goods,
   where the grid is coarser — ``attack_steps`` steps of gradient ascent from the best one.
-  Deterministic: no maximum over noisy estimates.
+  Deterministic: no maximum over noisy estimates. Ex ante quantities (surplus, budget) use the
+  product rule over both agents for one good; with more quantile dimensions (several goods, or a
+  common weight) they are sampled (``samples`` profiles) and carry standard errors.
 - ``monte_carlo``: continuous types, n > 2. ``interim_samples`` profiles of the others drawn once
   and shared by every own type and report (common random numbers). The maximum over reports of
   noisy estimates is biased upward; the metrics report the inner standard error of the gain at
@@ -55,10 +57,10 @@ def _own_types(setting, cfg: EvalConfig, key) -> I.Nodes:
 
 
 def _quadrature_nodes(setting, cfg: EvalConfig, copies: int, limit: int = I.MAX_PRODUCT) -> I.Nodes:
-    """Gauss–Legendre nodes, ``interim_nodes`` per good halved until ``copies`` agents' product
-    has at most ``limit`` points."""
+    """Gauss–Legendre nodes, ``interim_nodes`` per quantile (per good, plus the common taste with
+    a common weight) halved until ``copies`` agents' product has at most ``limit`` points."""
     per = cfg.interim_nodes
-    while per ** (setting.n_goods * copies) > limit and per > 2:
+    while per ** (setting.quantile_dim * copies) > limit and per > 2:
         per //= 2
     return I.quadrature_nodes(setting, per)
 
@@ -75,8 +77,10 @@ def _profiles(setting, cfg: EvalConfig, method: str, key):
     """Profiles and weights for ex ante quantities; ``None`` weights mean Monte Carlo (equal)."""
     if method == "exact":
         return I.product_profiles(I.exact_nodes(setting))
-    if method == "quadrature":
+    if method == "quadrature" and setting.quantile_dim * setting.n_agents <= 2:
         return I.product_profiles(_quadrature_nodes(setting, cfg, setting.n_agents))
+    # a product rule in more dimensions would have a handful of nodes per axis for integrands
+    # that jump where provision switches: sample instead, and report the standard error
     prof = setting.sample(key, cfg.samples)
     return prof, None
 

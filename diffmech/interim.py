@@ -76,25 +76,31 @@ def gauss_legendre_unit(k: int) -> tuple[np.ndarray, np.ndarray]:
 def quadrature_nodes(setting, k: int, dtype=None) -> Nodes:
     """Product Gauss–Legendre nodes in quantile space: θ^j = F_j⁻¹(u) at k nodes u per good
     (discrete goods keep their atoms), so that E h(θ_i) ≈ Σ w h(θ_i) to quadrature accuracy for
-    smooth h. Needs independent goods (``good_priors``)."""
+    smooth h. With a common weight the product runs over the M + 1 quantiles of (x, z) and
+    θ = ``setting.from_quantiles(u)``. Needs the ``good_priors`` form."""
     if getattr(setting, "good_priors", None) is None:
         raise ConfigError("quadrature nodes need independent goods (good_priors); use Monte Carlo nodes")
-    axes = []
-    for p in setting.good_priors:
-        if p.discrete:
-            axes.append((np.asarray(p.atoms(), np.float64), np.asarray(p.probs, np.float64)))
-        else:
-            u, w = gauss_legendre_unit(k)
-            from ._compat import enable_x64
+    from ._compat import enable_x64
 
-            with enable_x64(), jax.ensure_compile_time_eval():  # constants, also when called under jit
-                v = np.asarray(p.icdf(jnp.asarray(u, jnp.float64)), np.float64)
-            axes.append((v, w))
+    u, w = gauss_legendre_unit(k)
+    if getattr(setting, "common_weight", 0.0):
+        axes = [(u, w)] * setting.quantile_dim
+    else:
+        axes = []
+        for p in setting.good_priors:
+            if p.discrete:
+                axes.append((np.asarray(p.atoms(), np.float64), np.asarray(p.probs, np.float64)))
+            else:
+                with enable_x64(), jax.ensure_compile_time_eval():  # constants, also when called under jit
+                    axes.append((np.asarray(p.icdf(jnp.asarray(u, jnp.float64)), np.float64), w))
     size = math.prod(len(a) for a, _ in axes)
     if size > MAX_PRODUCT:
         raise ConfigError(f"{size} quadrature nodes per agent are too many; lower the number of nodes per good")
     pts = np.array(list(itertools.product(*[a for a, _ in axes])), np.float64)
     wts = np.array([math.prod(c) for c in itertools.product(*[w for _, w in axes])], np.float64)
+    if getattr(setting, "common_weight", 0.0):
+        with enable_x64(), jax.ensure_compile_time_eval():
+            pts = np.asarray(setting.from_quantiles(jnp.asarray(pts, jnp.float64)), np.float64)
     n = setting.n_agents
     dtype = dtype or jnp.result_type(float)
     return Nodes(jnp.asarray(np.broadcast_to(pts, (n,) + pts.shape), dtype), jnp.asarray(np.broadcast_to(wts, (n,) + wts.shape), dtype))
@@ -261,22 +267,22 @@ class InterimBatch(eqx.Module):
 
 
 def stratified_nodes(setting, key, k: int) -> Nodes:
-    """``k`` Latin-hypercube draws per agent in quantile space (θ^j = F_j⁻¹(u^j), u^j stratified
-    in k cells with an independent random order per good), equal weights: a randomised
-    quadrature whose nodes move from step to step, so training sees the whole type space."""
-    n, m = setting.n_agents, setting.n_goods
+    """``k`` Latin-hypercube draws per agent in quantile space (u stratified in k cells with an
+    independent random order per quantile, θ = ``setting.from_quantiles(u)``), equal weights: a
+    randomised quadrature whose nodes move from step to step, so training sees the whole type
+    space."""
+    n, m = setting.n_agents, setting.quantile_dim
     k_u, k_perm = jax.random.split(key)
     u = (jnp.arange(k)[None, None, :] + jax.random.uniform(k_u, (n, m, k))) / k
     perms = jax.vmap(lambda kk: jax.random.permutation(kk, k))(jax.random.split(k_perm, n * m)).reshape(n, m, k)
     u = jnp.take_along_axis(u, perms, axis=-1)
-    cols = [p.icdf(u[:, j, :]) for j, p in enumerate(setting.good_priors)]
-    pts = jnp.stack(cols, axis=-1)  # (n, k, m)
+    pts = setting.from_quantiles(jnp.swapaxes(u, 1, 2))  # (n, k, goods)
     return Nodes(pts, jnp.full((n, k), 1.0 / k, pts.dtype))
 
 
 def expectation_method(setting) -> str:
     """How interim expectations are taken, in training and in evaluation: ``exact`` on a finite
-    type space; ``quadrature`` for n = 2 with independent goods (the other agent by fixed
+    type space; ``quadrature`` for n = 2 with a quantile form of the prior (the other agent by fixed
     Gauss–Legendre nodes, so that U_i(θ, r) carries no sampling noise — with noisy estimates a
     truly incentive-compatible mechanism shows positive regret and the multipliers grow without
     end); otherwise ``monte_carlo`` (others' profiles sampled, common random numbers)."""
@@ -303,7 +309,7 @@ def training_batch(setting, key, cfg, dtype=None) -> InterimBatch:
     extra = jnp.swapaxes(setting.sample(k_rep, cfg.interim_reports), 0, 1)
     if mode == "quadrature":
         nodes = stratified_nodes(setting, k_own, cfg.interim_nodes)
-        per = max(2, int(math.floor(cfg.interim_nodes ** (1.0 / setting.n_goods) + 1e-9)))
+        per = max(2, int(math.floor(cfg.interim_nodes ** (1.0 / setting.quantile_dim) + 1e-9)))
         others, ow = others_profiles(quadrature_nodes(setting, per, nodes.points.dtype))
         prof, pw = product_profiles(nodes)
     else:

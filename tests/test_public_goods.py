@@ -289,3 +289,65 @@ def test_ex_post_budget_is_measured_profile_by_profile():
         assert float(np.asarray(I.batch_constraints(m, ex_ante, batch, ("budget",))).max()) < 1e-12
         assert evaluate_interim(m, ex_post, EvalConfig(), benchmarks=False)["bb_residual"] == pytest.approx(np.abs(gap).max(), abs=1e-9)
         assert evaluate_interim(m, ex_ante, EvalConfig(), benchmarks=False)["bb_residual"] < 1e-9
+
+
+# ----------------------------------------------------------------------------- correlated continuous goods
+
+U01 = {"dist": "uniform", "low": 0.0, "high": 1.0}
+
+
+def correlated(n=2, m=2, w=0.5, **extra):
+    return {"kind": "public_goods", "n_agents": n, "n_goods": m, "prior": U01, "common_weight": w, "cost": 1.0, **extra}
+
+
+def test_common_weight_prior_law_and_quadrature():
+    """θ^j = w z + (1 − w) x^j with z, x^j iid U[0,1]: corr(θ^1, θ^2) = w²/(w² + (1 − w)²) (= 0.5 at
+    w = 1/2) and E[θ^1 θ^2] = w²/3 + w(1 − w)/2 + (1 − w)²/4 (a polynomial of degree 2 in each
+    quantile, so Gauss–Legendre quadrature in (x^1, x^2, z) is exact)."""
+    with enable_x64():
+        s = setting_of(correlated(w=0.5))
+        assert not s.finite and not s.independent and s.quantile_dim == 3 and s.exchangeable_goods
+        assert setting_of(s.to_config()).to_config() == s.to_config() and s.to_config()["common_weight"] == 0.5
+        x = np.asarray(s.sample(jax.random.PRNGKey(0), 100_000)).reshape(-1, 2)
+        assert x.min() >= 0.0 and x.max() <= 1.0
+        rho = np.corrcoef(x.T)[0, 1]
+        assert abs(rho - 0.5) < 4 * (1 - 0.5**2) / np.sqrt(len(x))
+        q = I.quadrature_nodes(s, 3)
+        pts, wts = np.asarray(q.points[0]), np.asarray(q.weights[0])
+        assert pts.shape == (27, 2)
+        exact = 0.25 / 3 + 0.25 / 2 + 0.25 / 4
+        assert float(np.sum(wts * pts[:, 0] * pts[:, 1])) == pytest.approx(exact, abs=1e-12)
+        st = I.stratified_nodes(s, jax.random.PRNGKey(1), 64)
+        assert st.points.shape == (2, 64, 2) and float(st.points.min()) >= 0.0 and float(st.points.max()) <= 1.0
+        assert I.expectation_method(s) == "quadrature"
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"common_weight": 1.0}, "[0, 1)"),
+        ({"prior": BINARY}, "continuous prior"),
+    ],
+)
+def test_common_weight_errors(extra, words):
+    with pytest.raises(ConfigError) as e:
+        setting_of({**correlated(), **extra})
+    assert words in str(e.value) and "\n" not in str(e.value)
+    cfg = {k: v for k, v in correlated().items() if k not in ("prior", "n_goods")}
+    cfg["good_priors"] = [U01, {"dist": "uniform", "low": 0.0, "high": 2.0}]
+    with pytest.raises(ConfigError, match="one prior for every good"):
+        setting_of(cfg)
+
+
+def test_correlated_first_best_surplus():
+    """First best, n = 2, w = 1/2, C = 1 per good: per good S = (z_1 + z_2 + x_1 + x_2)/2 = H/2 with
+    H Irwin–Hall(4), symmetric about 2 with density y³/6 on [0, 1] and (−3y³ + 12y² − 12y + 4)/6
+    on [1, 2] (y = 4 − H), so E(S − 1)⁺ = ½ E(H − 2)⁺ = ½ (1/20 + 11/60) = 7/60 (1/6 without the
+    common taste); two goods give 7/30. The evaluator integrates the other agent by quadrature
+    in (x^1, x^2, z) and samples the ex ante surplus (4 standard errors)."""
+    s = setting_of(correlated())
+    fb = dm.mechanism_from_config(s, {"kind": "first_best"})
+    m = evaluate_interim(fb, s, EvalConfig(samples=20000, interim_types=16, interim_nodes=16, grid_points=16, attack_steps=0), benchmarks=False)
+    assert m["interim_method"] == "quadrature" and m["interim_inner_samples"] == 16**3
+    assert m["surplus_se"] > 0 and m["surplus"] == pytest.approx(7 / 30, abs=4 * m["surplus_se"])
+    assert m["interim_regret_max"] > 0.01  # equal cost shares are not incentive compatible

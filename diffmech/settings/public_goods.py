@@ -19,6 +19,15 @@ Priors (three config forms): ``prior`` (one table, iid over goods), ``good_prior
 good, independent goods) or ``types`` + ``probs`` (a finite joint distribution of the whole type
 vector, which may correlate goods). A type space is *finite* when every good's prior is discrete
 or the joint form is used; interim expectations are then exact sums.
+
+Continuous values correlated across goods: ``common_weight`` w ∈ [0, 1) with one continuous base
+prior F for every good (the ``prior`` form),
+
+    θ_i^j = w · z_i + (1 − w) · x_i^j,      z_i, x_i^j iid ~ F,
+
+an agent-specific common taste plus idiosyncratic parts (the same form as ``multi_item``). Goods
+stay exchangeable, the support stays [θ̲, θ̄], and the correlation between two goods is
+w² / (w² + (1 − w)²). Quadrature runs in the M + 1 quantiles (u_z, u_1, …, u_M) of (z, x).
 """
 
 from __future__ import annotations
@@ -72,11 +81,12 @@ class PublicGoods(Setting):
     agents: int = eqx.field(static=True)
     budget: str = eqx.field(static=True)
     cost_per_agent: tuple[float, ...] | None = eqx.field(static=True)
+    common_weight: float = eqx.field(static=True)
 
     kind: ClassVar[str] = "public_goods"
     summary: ClassVar[str] = (
         "n agents, M excludable public goods, cost per good, interim IC/IR and budget balance "
-        "(keys: n_agents, n_goods, prior | good_priors | types+probs, cost | cost_per_agent, budget)"
+        "(keys: n_agents, n_goods, prior | good_priors | types+probs, common_weight, cost | cost_per_agent, budget)"
     )
     objective: ClassVar[str] = "surplus"
     ic: ClassVar[str] = "interim"
@@ -85,7 +95,7 @@ class PublicGoods(Setting):
     benchmarks: ClassVar[tuple[str, ...]] = ("first_best", "public_lp", "separate_provision", "no_exclusion", "optimal_cutoff")
 
     def __init__(self, n_agents: int, costs, *, good_priors=None, atoms=None, atom_probs=None,
-                 budget: str = "ex_ante", cost_per_agent=None):
+                 budget: str = "ex_ante", cost_per_agent=None, common_weight: float = 0.0):
         if not isinstance(n_agents, int) or not 1 <= n_agents <= MAX_AGENTS:
             raise ConfigError(f"public_goods needs between 1 and {MAX_AGENTS} agents, got {n_agents!r}")
         if (good_priors is None) == (atoms is None):
@@ -103,6 +113,17 @@ class PublicGoods(Setting):
             raise ConfigError(f"public_goods needs one finite cost >= 0 per good ({m}), got {costs}")
         if budget not in BUDGETS:
             raise ConfigError(f"setting.budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+        if not _number(common_weight) or not 0.0 <= common_weight < 1.0:
+            raise ConfigError(f"setting.common_weight must be a number in [0, 1), got {common_weight!r}")
+        if common_weight > 0:
+            if good_priors is None or len({repr(p.to_config()) for p in good_priors}) != 1:
+                raise ConfigError("setting.common_weight needs one prior for every good; use the 'prior' form with n_goods")
+            if good_priors[0].discrete:
+                raise ConfigError(
+                    "setting.common_weight needs a continuous prior; for correlated finite types give the joint "
+                    "distribution with 'types' + 'probs'"
+                )
+        self.common_weight = float(common_weight)
         self.good_priors = good_priors
         self.atoms = atoms
         self.atom_probs = atom_probs
@@ -154,9 +175,11 @@ class PublicGoods(Setting):
         per_agent = [float(v) for v in values] if has_per else None
         costs = [v * n for v in values] if has_per else values
         budget = cfg.pop("budget", "ex_ante")
+        common_weight = cfg.pop("common_weight", 0.0)
         if cfg:
             raise ConfigError(f"unknown key(s) in [setting] for public_goods: {', '.join(sorted(cfg))}")
-        return cls(n, costs, good_priors=good_priors, atoms=atoms, atom_probs=probs, budget=budget, cost_per_agent=per_agent)
+        return cls(n, costs, good_priors=good_priors, atoms=atoms, atom_probs=probs, budget=budget, cost_per_agent=per_agent,
+                   common_weight=common_weight)
 
     def to_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"kind": self.kind, "n_agents": self.agents}
@@ -171,6 +194,8 @@ class PublicGoods(Setting):
             cfg["cost"] = list(self.costs)
         if self.budget != "ex_ante":
             cfg["budget"] = self.budget
+        if self.common_weight:
+            cfg["common_weight"] = self.common_weight
         return cfg
 
     # ------------------------------------------------------------------ shape and prior
@@ -196,6 +221,28 @@ class PublicGoods(Setting):
     def finite(self) -> bool:
         """Whether each agent's type space is finite (interim expectations are exact sums)."""
         return self.atoms is not None or all(p.discrete for p in self.good_priors)
+
+    @property
+    def independent(self) -> bool:
+        """Whether the goods' values are independent (``good_priors`` without a common weight)."""
+        return self.good_priors is not None and self.common_weight == 0.0
+
+    @property
+    def quantile_dim(self) -> int:
+        """Number of independent uniform quantiles that generate one agent's type: M, or M + 1
+        with a common weight (the common taste z)."""
+        return self.n_goods + (1 if self.common_weight else 0)
+
+    def from_quantiles(self, u: jax.Array) -> jax.Array:
+        """Types ``(..., M)`` from quantiles ``(..., quantile_dim)`` in (0, 1): θ^j = F_j⁻¹(u_j),
+        and with a common weight θ^j = w F⁻¹(u_M) + (1 − w) F⁻¹(u_j) (needs ``good_priors``)."""
+        if self.good_priors is None:
+            raise ConfigError("this public_goods setting has a joint finite prior; it has no quantile form")
+        x = jnp.stack([p.icdf(u[..., j]) for j, p in enumerate(self.good_priors)], axis=-1)
+        if self.common_weight:
+            w = self.common_weight
+            x = w * self.good_priors[0].icdf(u[..., self.n_goods])[..., None] + (1.0 - w) * x
+        return x
 
     @property
     def exchangeable_goods(self) -> bool:
@@ -232,7 +279,12 @@ class PublicGoods(Setting):
             return jnp.asarray(self.atoms, jnp.result_type(float))[idx]
         keys = jax.random.split(key, self.n_goods)
         cols = [p.sample(keys[j], (n, self.agents)) for j, p in enumerate(self.good_priors)]
-        return jnp.stack(cols, axis=-1)
+        v = jnp.stack(cols, axis=-1)
+        if self.common_weight:
+            w = self.common_weight
+            z = self.good_priors[0].sample(jax.random.fold_in(key, self.n_goods), (n, self.agents, 1)).astype(v.dtype)
+            v = w * z + (1.0 - w) * v
+        return v
 
     def type_bounds(self):
         if self.atoms is not None:
@@ -310,6 +362,8 @@ class PublicGoods(Setting):
 
     def describe(self) -> str:
         kind = "finite" if self.finite else "continuous"
+        if self.common_weight:
+            kind += f" correlated (common weight {self.common_weight:g})"
         return f"{self.n_goods} excludable public good(s), {self.agents} agents, {kind} types, {self.budget.replace('_', ' ')} budget"
 
 
