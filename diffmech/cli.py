@@ -147,8 +147,17 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
     rows = [(objective, _fmt(metrics[objective], metrics.get(f"{objective}_se")))]
     if objective != "revenue" and "revenue" in metrics:
         rows.append(("revenue", _fmt(metrics["revenue"], metrics.get("revenue_se"))))
-    rows.append(("welfare", _fmt(metrics.get("welfare"), metrics.get("welfare_se"))))
-    if "interim_regret_mean" in metrics:
+    if "welfare" in metrics:
+        rows.append(("welfare", _fmt(metrics.get("welfare"), metrics.get("welfare_se"))))
+    if "ir_slack_min" in metrics:  # Ke's efficient settings: ex post IR and BB, conservation
+        rows += [(k, _fmt(metrics.get(k), metrics.get(f"{k}_se"))) for k in (
+            "bb_residual", "ir_slack_min", "ir_slack_min_relative", "interim_regret_mean", "interim_regret_max",
+            "epic_probability", "monotonicity_violation_max", "expected_delta", "sum_u_lowest", "conservation_gap")]
+        if "interim_regret_inner_se_max" in metrics:
+            rows.append(("interim_regret_inner_se_max", _fmt(metrics["interim_regret_inner_se_max"])))
+        for name, val in metrics.get("benchmarks_ir_slack_min", {}).items():
+            rows.append((f"benchmark {name}", f"ir_slack_min {val:+.5f}, bb_residual {metrics['benchmarks_bb_residual'][name]:.1e}"))
+    elif "interim_regret_mean" in metrics:
         rows += [
             ("budget_surplus", _fmt(metrics.get("budget_surplus"), metrics.get("budget_surplus_se"))),
             ("bb_residual", _fmt(metrics.get("bb_residual"))),
@@ -163,7 +172,8 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
             ("regret_max", _fmt(metrics.get("regret_max"))),
             ("train_regret_mean", _fmt(metrics.get("train_regret_mean"))),
         ]
-    rows += [("ir_violation", _fmt(metrics.get("ir_violation"))), ("ir_violation_max", _fmt(metrics.get("ir_violation_max")))]
+    if "ir_slack_min" not in metrics:
+        rows += [("ir_violation", _fmt(metrics.get("ir_violation"))), ("ir_violation_max", _fmt(metrics.get("ir_violation_max")))]
     for key in ("feasibility_violation_max", "symmetry_violation_share", "rank_violation_share", "rank_violation_max"):
         if key in metrics:
             rows.append((key, _fmt(metrics[key])))

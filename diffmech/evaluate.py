@@ -221,6 +221,10 @@ def evaluate(
     ``train_cfg`` the training-time estimator reported as ``train_regret_mean``.
     """
     cfg = cfg or EvalConfig()
+    if setting.ic == "interim" and setting.ir == "ex_post":  # Ke's efficient settings
+        from .evaluate_efficient import evaluate_efficient
+
+        return evaluate_efficient(mechanism, setting, cfg, benchmarks=benchmarks, progress=progress)
     if setting.ic == "interim":
         from .evaluate_interim import evaluate_interim
 

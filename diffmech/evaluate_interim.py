@@ -188,6 +188,55 @@ def _mean_se(x, w):
     return float(np.sum(np.asarray(w, np.float64) * np.asarray(x, np.float64))), 0.0
 
 
+def interim_regret_metrics(mechanism, setting, cfg: EvalConfig, method: str, k_own, k_oth, k_rnd):
+    """Interim regret of every agent at the evaluation's own types (module docstring): the metrics
+    ``interim_regret_*``, ``train_interim_regret_mean``, inner-sample counts, and the truthful
+    interim utilities U_i(θ_k, θ_k) ``(agents, K)``, the own types' weights ``(K,)``, the reports
+    tried and whether gradient ascent ran."""
+    metrics: dict[str, Any] = {}
+    others, ow = _others(setting, cfg, method, k_oth)
+    grid = None
+    if method == "exact":
+        nodes = I.exact_nodes(setting)
+        own, own_w = nodes.points, np.asarray(nodes.weights[0], np.float64)
+        reports = nodes.points
+    else:
+        nodes = _own_types(setting, cfg, k_own)
+        own, own_w = nodes.points, np.asarray(nodes.weights[0], np.float64)
+        grid = setting.attack_grid(cfg.grid_points)
+        if grid is None:
+            extra = jnp.swapaxes(setting.sample(k_rnd, max(1, cfg.attack_starts) * 64), 0, 1)
+            reports = jnp.concatenate([own, extra.astype(own.dtype)], axis=1)
+        else:
+            reports = jnp.concatenate([own, grid.astype(own.dtype)], axis=1)
+    # gradient refinement where the report grid is coarse (two goods) or absent (more goods)
+    ascend = method != "exact" and cfg.attack_steps > 0 and not (grid is not None and setting.type_dim == 1)
+    truthful = np.asarray(_truthful(mechanism, setting, own, others, ow), np.float64)
+    best_u, best_r = best_reports(mechanism, setting, own, reports, others, ow, cfg.chunk)
+    if method == "exact":
+        train_u = best_u
+    else:
+        train_u, _ = best_reports(mechanism, setting, own, own, others, ow, cfg.chunk)
+        if ascend:
+            best_u, best_r = keep_better(best_u, best_r, *_ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr))
+    gains = np.maximum(np.asarray(best_u, np.float64) - truthful, 0.0)  # (n, K)
+    per_type = gains.mean(axis=0)  # mean over agents
+    metrics["interim_regret_mean"] = float(np.sum(own_w * per_type))
+    metrics["interim_regret_mean_se"] = 0.0 if method == "exact" else float(per_type.std(ddof=1) / math.sqrt(per_type.size))
+    metrics["interim_regret_max"] = float(gains.max())
+    train_gain = np.maximum(np.asarray(train_u, np.float64) - truthful, 0.0).mean(axis=0)
+    metrics["train_interim_regret_mean"] = float(np.sum(own_w * train_gain))
+    if method == "monte_carlo":
+        samples = np.asarray(_gain_samples(mechanism, setting, own, best_r, others), np.float64)  # (n, K, S)
+        inner_se = samples.std(axis=-1, ddof=1) / math.sqrt(samples.shape[-1])
+        metrics["interim_regret_inner_se_max"] = float(inner_se.max())
+        metrics["interim_regret_inner_se_mean"] = float(inner_se.mean())
+    metrics["interim_inner_samples"] = int(others.shape[1])
+    metrics["interim_types"] = int(own.shape[1])
+    metrics["interim_reports"] = int(reports.shape[1])
+    return metrics, truthful, own_w, reports, ascend
+
+
 def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, benchmarks: bool = True, progress: bool = False) -> dict[str, Any]:
     """Measure ``mechanism`` on an interim setting (module docstring)."""
     cfg = cfg or EvalConfig()
@@ -210,49 +259,11 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
     metrics["feasibility_violation_max"] = float(infeasible.max())
 
     # interim regret and IR
-    others, ow = _others(setting, cfg, method, k_oth)
-    grid = None
-    if method == "exact":
-        nodes = I.exact_nodes(setting)
-        own, own_w = nodes.points, np.asarray(nodes.weights[0], np.float64)
-        reports = nodes.points
-    else:
-        nodes = _own_types(setting, cfg, k_own)
-        own, own_w = nodes.points, np.asarray(nodes.weights[0], np.float64)
-        grid = setting.attack_grid(cfg.grid_points)
-        if grid is None:
-            extra = jnp.swapaxes(setting.sample(k_rnd, max(1, cfg.attack_starts) * 64), 0, 1)
-            reports = jnp.concatenate([own, extra.astype(own.dtype)], axis=1)
-        else:
-            reports = jnp.concatenate([own, grid.astype(own.dtype)], axis=1)
-    # gradient refinement where the report grid is coarse (two goods) or absent (more goods)
-    ascend = method != "exact" and cfg.attack_steps > 0 and not (grid is not None and setting.n_goods == 1)
-    truthful = np.asarray(_truthful(mechanism, setting, own, others, ow), np.float64)
-    best_u, best_r = best_reports(mechanism, setting, own, reports, others, ow, cfg.chunk)
-    if method == "exact":
-        train_u = best_u
-    else:
-        train_u, _ = best_reports(mechanism, setting, own, own, others, ow, cfg.chunk)
-        if ascend:
-            best_u, best_r = keep_better(best_u, best_r, *_ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr))
-    gains = np.maximum(np.asarray(best_u, np.float64) - truthful, 0.0)  # (n, K)
-    per_type = gains.mean(axis=0)  # mean over agents
-    metrics["interim_regret_mean"] = float(np.sum(own_w * per_type))
-    metrics["interim_regret_mean_se"] = 0.0 if method == "exact" else float(per_type.std(ddof=1) / math.sqrt(per_type.size))
-    metrics["interim_regret_max"] = float(gains.max())
-    train_gain = np.maximum(np.asarray(train_u, np.float64) - truthful, 0.0).mean(axis=0)
-    metrics["train_interim_regret_mean"] = float(np.sum(own_w * train_gain))
-    if method == "monte_carlo":
-        samples = np.asarray(_gain_samples(mechanism, setting, own, best_r, others), np.float64)  # (n, K, S)
-        inner_se = samples.std(axis=-1, ddof=1) / math.sqrt(samples.shape[-1])
-        metrics["interim_regret_inner_se_max"] = float(inner_se.max())
-        metrics["interim_regret_inner_se_mean"] = float(inner_se.mean())
-    metrics["interim_inner_samples"] = int(others.shape[1])
+    block, truthful, own_w, reports, ascend = interim_regret_metrics(mechanism, setting, cfg, method, k_own, k_oth, k_rnd)
+    metrics.update(block)
     short = np.maximum(-truthful, 0.0)
     metrics["ir_violation"] = float(np.sum(own_w * short.mean(axis=0)))
     metrics["ir_violation_max"] = float(short.max())
-    metrics["interim_types"] = int(own.shape[1])
-    metrics["interim_reports"] = int(reports.shape[1])
 
     if benchmarks:
         from .mechanisms import mechanism_from_config

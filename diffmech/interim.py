@@ -78,6 +78,10 @@ def quadrature_nodes(setting, k: int, dtype=None) -> Nodes:
     (discrete goods keep their atoms), so that E h(θ_i) ≈ Σ w h(θ_i) to quadrature accuracy for
     smooth h. With a common weight the product runs over the M + 1 quantiles of (x, z) and
     θ = ``setting.from_quantiles(u)``. Needs the ``good_priors`` form."""
+    if hasattr(setting, "quadrature"):  # a setting with its own per-agent rule
+        pts, wts = setting.quadrature(k)
+        dtype = dtype or jnp.result_type(float)
+        return Nodes(jnp.asarray(pts, dtype), jnp.asarray(wts, dtype))
     if getattr(setting, "good_priors", None) is None:
         raise ConfigError("quadrature nodes need independent goods (good_priors); use Monte Carlo nodes")
     from ._compat import enable_x64
@@ -288,7 +292,7 @@ def expectation_method(setting) -> str:
     end); otherwise ``monte_carlo`` (others' profiles sampled, common random numbers)."""
     if setting.finite:
         return "exact"
-    if getattr(setting, "good_priors", None) is not None and setting.n_agents == 2:
+    if setting.n_agents == 2 and (hasattr(setting, "quadrature") or getattr(setting, "good_priors", None) is not None):
         return "quadrature"
     return "monte_carlo"
 
@@ -333,7 +337,11 @@ def batch_constraints(mechanism, setting, batch: InterimBatch, names) -> Float[A
     - ``interim_regret``: Σ_k w_k max(0, max_r U_i(θ_k, r) − U_i(θ_k, θ_k));
     - ``interim_ir``: Σ_k w_k max(0, −U_i(θ_k, θ_k));
     - ``budget``: ex ante, max(0, E Σ_j ρ^j C^j − E Σ_i t_i); ex post, E|Σ_i t_i − Σ_j ρ^j C^j| —
-      one number shared by all agents, so each agent's entry holds 1/n of it.
+      one number shared by all agents, so each agent's entry holds 1/n of it;
+    - ``ex_post_ir``: E max(0, −slack_i) over the batch's profiles, slack_i = v_i − M_i − u̲_i(θ_i)
+      (``setting.ir_slack``);
+    - ``monotonicity``: E max(0, −(u_i(θ_i + δ, θ_−i) − u_i(θ))/δ), the ex post payoff's decrease
+      when agent i's type (true and reported) rises by δ = 1% of its support (Ke Definition 3).
     """
     n, k = batch.own.shape[:2]
     rows = []
@@ -353,4 +361,25 @@ def batch_constraints(mechanism, setting, batch: InterimBatch, names) -> Float[A
             else:
                 short = jnp.maximum(-jnp.sum(batch.profile_weights * gap), 0.0)
             rows.append(jnp.full((n,), short / n, gap.dtype))
+        elif name == "ex_post_ir":
+            slack = setting.ir_slack(batch.profiles, mechanism(batch.profiles))
+            rows.append(batch.profile_weights @ jnp.maximum(-slack, 0.0))
+        elif name == "monotonicity":
+            rows.append(batch.profile_weights @ payoff_decrease(mechanism, setting, batch.profiles))
     return jnp.stack(rows)
+
+
+def payoff_decrease(mechanism, setting, profiles: Float[Array, "P agents dim"], step: float = 0.01) -> Float[Array, "P agents"]:
+    """max(0, −(u_i(θ_i + δ, θ_−i) − u_i(θ))/δ) per profile and agent, δ = ``step`` × the width of
+    agent i's support (the raised type is clipped to the support): the violation of ex post payoff
+    monotonicity (Ke Definition 3) at that scale."""
+    p, n, d = profiles.shape
+    lo, hi = setting.type_bounds()
+    delta = jnp.asarray(step * (hi - lo), profiles.dtype)  # (n, d)
+    base = setting.utility(profiles, mechanism(profiles))  # (P, n)
+    eye = jnp.eye(n, dtype=profiles.dtype)[:, None, :, None]  # (i, 1, n, 1)
+    raised = jnp.minimum(profiles[None] + eye * delta[None, None], jnp.asarray(hi, profiles.dtype))  # (n, P, n, d)
+    flat = raised.reshape(n * p, n, d)
+    u = setting.utility(flat, mechanism(flat)).reshape(n, p, n)
+    up = jnp.diagonal(u, axis1=0, axis2=2)  # (P, n): agent i's payoff when i's type rose
+    return jnp.maximum(base - up, 0.0) / delta[:, 0]

@@ -134,11 +134,13 @@ def constraint_names(mechanism, setting, cfg=None) -> tuple[str, ...]:
     """The constraint families trained, one multiplier row each.
 
     Ex post settings: ``regret`` unless the mechanism is DSIC by construction, ``ir`` unless it is IR
-    by construction. Interim settings (``setting.ic == "interim"``): ``interim_regret``,
-    ``interim_ir`` and ``budget``. ``train.constraints`` selects a subset of the setting's families.
+    by construction. Interim settings (``setting.ic == "interim"``): the setting's
+    ``default_constraints`` (public goods: ``interim_regret``, ``interim_ir`` and ``budget``; Ke's
+    efficient settings: ``interim_regret`` and ``ex_post_ir``, ``monotonicity`` on request). ``train.constraints`` selects a subset of the setting's families.
     """
     if setting.ic == "interim":
-        valid = names = I.INTERIM_CONSTRAINTS
+        valid = getattr(setting, "constraint_families", I.INTERIM_CONSTRAINTS)
+        names = getattr(setting, "default_constraints", valid)
     else:
         valid = ("regret", "ir")
         names = [n for n, by_construction in zip(valid, (mechanism.dsic_by_construction, mechanism.ir_by_construction)) if not by_construction]
@@ -146,6 +148,8 @@ def constraint_names(mechanism, setting, cfg=None) -> tuple[str, ...]:
     bad = [c for c in chosen if c not in valid]
     if bad:
         raise ConfigError(f"train.constraints {bad} do not apply to this setting; choose from {', '.join(valid)}")
+    if setting.ic == "interim":  # any family of the setting may be chosen
+        return tuple(chosen or names)
     return tuple(c for c in (chosen or names) if c in names)
 
 

@@ -53,7 +53,7 @@ def test_config_forms_and_costs():
     joint = setting_of({"kind": "public_goods", "n_agents": 2, "types": [[1, 3], [3, 1], [3, 3]], "probs": [0.25, 0.25, 0.5], "cost": [1.0, 2.0]})
     assert joint.finite and joint.costs == (1.0, 2.0) and not joint.exchangeable_goods
     cont = setting_of({"kind": "public_goods", "n_agents": 2, "n_goods": 1, "prior": {"dist": "uniform", "low": 0, "high": 1}, "cost": 1})
-    assert not cont.finite and cont.benchmark_names() == ("first_best", "optimal_cutoff")
+    assert not cont.finite and cont.benchmark_names() == ("first_best", "optimal_cutoff", "separate_optimal")
     # round trip through the resolved config
     assert setting_of(s.to_config()).to_config() == s.to_config()
 
@@ -320,6 +320,9 @@ def test_common_weight_prior_law_and_quadrature():
         st = I.stratified_nodes(s, jax.random.PRNGKey(1), 64)
         assert st.points.shape == (2, 64, 2) and float(st.points.min()) >= 0.0 and float(st.points.max()) <= 1.0
         assert I.expectation_method(s) == "quadrature"
+        assert s.benchmark_names() == ("first_best",)  # the separate optima need independent goods
+        with pytest.raises(ConfigError, match="common"):
+            dm.mechanism_from_config(setting_of(correlated(m=1)), {"kind": "optimal_cutoff"})
 
 
 @pytest.mark.parametrize(

@@ -12,16 +12,21 @@ import jax
 from ..errors import ConfigError
 from .analytic.first_price import FirstPrice
 from .analytic.itemwise import ItemwiseMyerson
+from .analytic.ke_two_agent import KeM2, KeM3
+from .analytic.ke_generic import AGV, EfficientVCG
+from .analytic.ke_private import FirstPriceRedistribution, KeM1
 from .analytic.manelli_vincent import ManelliVincent
 from .analytic.myerson import Myerson
 from .analytic.posted_prices import BundlePrice, UniformItemPrice
 from .analytic.public_goods import FirstBest, OptimalCutoff
 from .analytic.public_lp_mechanism import NoExclusion, PublicLP, SeparateProvision
+from .analytic.public_separate import SeparateOptimal
 from .analytic.rank_reversing import RankReversing
 from .analytic.second_price import VCG, BestReserveSecondPrice, SecondPrice
 from .analytic.uniform_price import UniformPrice
 from .base import Mechanism
 from .neural.affine_maximizer import AffineMaximizer
+from .neural.bb_payments import BudgetBalancedPayments
 from .neural.equivariant import EquivariantNet
 from .neural.monotone import MonotoneNet
 from .neural.public_general import PublicGeneralNet
@@ -32,7 +37,7 @@ from .transforms import SymmetricExtension, Symmetrised
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.kind: cls
-    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, PublicSimpleNet, PublicGeneralNet, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised, PublicLP, SeparateProvision, NoExclusion, FirstBest, OptimalCutoff)
+    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, PublicSimpleNet, PublicGeneralNet, BudgetBalancedPayments, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised, PublicLP, SeparateProvision, NoExclusion, FirstBest, OptimalCutoff, SeparateOptimal, EfficientVCG, AGV, KeM1, FirstPriceRedistribution, KeM2, KeM3)
 }
 
 

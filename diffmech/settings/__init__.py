@@ -6,12 +6,13 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import Setting
+from .efficient import Efficient
 from .identical_items import IdenticalItems
 from .multi_item import MultiItem
 from .public_goods import PublicGoods
 from .single_item import SingleItem
 
-SETTINGS: dict[str, type[Setting]] = {cls.kind: cls for cls in (SingleItem, MultiItem, IdenticalItems, PublicGoods)}
+SETTINGS: dict[str, type[Setting]] = {cls.kind: cls for cls in (SingleItem, MultiItem, IdenticalItems, PublicGoods, Efficient)}
 
 
 def setting_from_config(cfg: Any) -> Setting:
@@ -23,4 +24,4 @@ def setting_from_config(cfg: Any) -> Setting:
     return SETTINGS[kind].from_config(cfg)
 
 
-__all__ = ["SETTINGS", "IdenticalItems", "MultiItem", "PublicGoods", "Setting", "SingleItem", "setting_from_config"]
+__all__ = ["SETTINGS", "Efficient", "IdenticalItems", "MultiItem", "PublicGoods", "Setting", "SingleItem", "setting_from_config"]

@@ -92,7 +92,7 @@ class PublicGoods(Setting):
     ic: ClassVar[str] = "interim"
     ir: ClassVar[str] = "interim"
     #: all benchmarks this setting may use; :meth:`benchmark_names` picks those that apply
-    benchmarks: ClassVar[tuple[str, ...]] = ("first_best", "public_lp", "separate_provision", "no_exclusion", "optimal_cutoff")
+    benchmarks: ClassVar[tuple[str, ...]] = ("first_best", "public_lp", "separate_provision", "no_exclusion", "optimal_cutoff", "separate_optimal")
 
     def __init__(self, n_agents: int, costs, *, good_priors=None, atoms=None, atom_probs=None,
                  budget: str = "ex_ante", cost_per_agent=None, common_weight: float = 0.0):
@@ -306,16 +306,18 @@ class PublicGoods(Setting):
 
     def benchmark_names(self) -> tuple[str, ...]:
         """First best always; on a finite type space the LP optimum, separate provision and the
-        best mechanism without exclusion (exact LPs, when small enough); for one good with a
-        continuous prior the optimal cutoff rule."""
+        best mechanism without exclusion (exact LPs, when small enough); with continuous,
+        independent, regular goods the optimal separate provision (and, for one good, the optimal
+        rule without exclusion)."""
         from ..mechanisms import MECHANISMS
 
         names = ["first_best"]
         if self.finite:
             if len(self.type_support()[0]) ** self.agents <= 4096:
                 names += ["public_lp", "separate_provision", "no_exclusion"]
-        elif self.n_goods == 1:
-            names.append("optimal_cutoff")
+        elif self.independent and all(not p.discrete and not p.ironing_intervals() for p in self.good_priors):
+            names += ["optimal_cutoff"] if self.n_goods == 1 else []
+            names.append("separate_optimal")
         return tuple(n for n in names if n in MECHANISMS)
 
     # ------------------------------------------------------------------ payoffs

@@ -56,6 +56,26 @@ the piecewise-linear interpolant Q̂ of that table and its exact integral (so t 
 piecewise linear, e.g. for uniform priors and n = 2; otherwise the interim regret is O(h²)).
 Reports are clipped to [θ̲, θ̄]. The prior must be regular (no ironing intervals, so that g_α is
 increasing) with a density positive and finite at both ends of its support.
+
+With exclusion (the one-good optimum used by ``separate_optimal``, :mod:`.public_separate`). When
+the designer may also exclude, the pointwise maximiser of the same Lagrangian is
+
+    η_i = 1{g_α(θ_i) ≥ 0},    ρ_α(θ) = 1{Σ_i h(θ_i) ≥ C},    h = max(g_α, 0),              (EX1)
+
+with G_m(c) = P(Σ_{k=1}^m h(θ_k) ≥ c) the tail of the sum of m others, the interim provision
+probability and the interim allocation
+
+    Q_ρ(θ_i) = P(ρ = 1 | θ_i) = G_{n−1}(C − h(θ_i)),    Q(θ_i) = η(θ_i) Q_ρ(θ_i)             (EX2)
+
+(Q nondecreasing, with a jump at θ0, g_α(θ0) = 0, and one where Q_ρ reaches 1). Transfers are again
+t(θ) = θ Q(θ) − ∫_{θ̲}^θ Q (OC3), and
+
+    B(α) = n E[ψ Q] − C E[Q_ρ],    surplus = n E[θ Q] − C E[Q_ρ]                            (EX3)
+
+(E[ρ] = E[Q_ρ] ≠ E[Q] once exclusion binds); α is again the smallest root of B on [0, 1]
+(B(1) ≥ 0 since ρ_1 provides only when Σ η_i ψ_i ≥ C). The atom of h at 0 (mass u0 = F(θ0) when
+g_α(θ̲) < 0) is handled as described in :class:`_Interim`; the transfers with exclusion
+are tabulated as described in :mod:`.public_separate`.
 """
 
 from __future__ import annotations
@@ -180,64 +200,134 @@ def _gauss_pieces(cuts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Interim:
-    """Q_α(θ) = P_{−i}(Σ_{k≠i} g_α(θ_k) ≥ C − g_α(θ)) for one α (see the module docstring)."""
+    """The interim rule of (OC1), or of its version with exclusion (EX1), for one α.
 
-    def __init__(self, num: _Numerics, n: int, cost: float, alpha: float):
-        self.num, self.n, self.cost, self.alpha = num, n, cost, alpha
+    Without exclusion (``exclusion=False``, the module docstring): h = g_α and
+    Q(θ) = Q_ρ(θ) = G_{n−1}(C − g_α(θ)).
+
+    With exclusion (``exclusion=True``): η(θ) = 1{g_α(θ) ≥ 0}, h = max(g_α, 0), and
+    Q_ρ(θ) = P(provide | θ) = G_{n−1}(C − h(θ)), Q(θ) = η(θ) Q_ρ(θ), where G_m(c) =
+    P(Σ_{k=1}^m h(θ_k) ≥ c). When g_α(θ̲) < 0, h has an atom at 0 of mass u0 = u*(0) and the sum of
+    m copies has one atom, at 0 (mass u0^m): G_m(c) = 1 for c ≤ m h_lo (h_lo = 0) and G_m is
+    continuous on (m h_lo, m h_hi]. Each table holds the right limits on [m h_lo, m h_hi] and is
+    read as ``where(c ≤ m h_lo, 1, interp)``; the recursion is
+
+        G_{m+1}(c) = u0 G_m(c⁺) + ∫_{u0}^1 G_m(c − g_α(F⁻¹(u))) du,
+
+    its integral cut at u0, at u*(c − m h_hi) (below it G_m = 0), at u*(c − m h_lo) (above it
+    the integrand is 1) and, with the atom, at u*(c − k h_hi), 0 < k < m (kinks of G_m: the terms
+    of the sum with m − k copies at the atom end at k h_hi). With u0 = 0 (no exclusion, or
+    g_α(θ̲) ≥ 0) everything is the rule without exclusion, computed by the same arithmetic.
+    """
+
+    def __init__(self, num: _Numerics, n: int, cost: float, alpha: float, exclusion: bool = False):
+        self.num, self.n, self.cost, self.alpha, self.exclusion = num, n, cost, alpha, exclusion
         th, m = num.theta_m(np.array([0.0, 1.0]))
         self.g_lo, self.g_hi = th[0] - alpha * m[0], th[1] - alpha * m[1]
+        if exclusion:
+            self.h_lo, self.h_hi = max(self.g_lo, 0.0), max(self.g_hi, 0.0)
+            self.u0 = float(num.quantile(np.array([0.0]), alpha)[0]) if self.g_lo < 0.0 else 0.0
+        else:
+            self.h_lo, self.h_hi, self.u0 = self.g_lo, self.g_hi, 0.0
+        self.atom = self.u0 > 0.0
         self.tables = []  # (c-grid, G_m on it) for m = 1 .. n − 1
-        if n > 2:
-            c = np.linspace(self.g_lo, self.g_hi, SUM_GRID)
+        if n > 2 or (exclusion and n == 2):
+            c = np.linspace(self.h_lo, self.h_hi, SUM_GRID)
             self.tables.append((c, 1.0 - num.quantile(c, alpha)))
             for m in range(1, n - 1):  # G_2 .. G_{n−1}
                 self.tables.append(self._next(m))
 
-    def _tail(self, m: int, c: np.ndarray) -> np.ndarray:
-        """G_m(c), by interpolation (m ≥ 1, n > 2) — clamped to 1 below and 0 above the support."""
+    def _right(self, m: int, c: np.ndarray) -> np.ndarray:
+        """The interpolated right limit G_m(c⁺), clamped to 1 below and 0 above the support."""
         grid, vals = self.tables[m - 1]
         return np.interp(c, grid, vals, left=1.0, right=0.0)
 
+    def _tail(self, m: int, c: np.ndarray) -> np.ndarray:
+        """G_m(c), by interpolation (m ≥ 1), with the atom of the sum at m h_lo = 0 if h has one."""
+        if self.atom:
+            return np.where(c <= m * self.h_lo, 1.0, self._right(m, c))
+        return self._right(m, c)
+
     def _next(self, m: int):
-        """Tabulate G_{m+1} from G_m: G_{m+1}(c) = ∫_0^1 G_m(c − g(F⁻¹(u))) du."""
-        num, alpha = self.num, self.alpha
-        c = np.linspace((m + 1) * self.g_lo, (m + 1) * self.g_hi, SUM_GRID)
-        ua = num.quantile(c - m * self.g_hi, alpha)  # below: c − g ≥ m g_hi, G_m = 0
-        ub = num.quantile(c - m * self.g_lo, alpha)  # above: c − g ≤ m g_lo, G_m = 1
-        cuts = np.stack([np.zeros_like(c), ua, np.maximum(ua, ub), np.ones_like(c)], axis=-1)
+        """Tabulate G_{m+1} from G_m: G_{m+1}(c) = u0 G_m(c⁺) + ∫_{u0}^1 G_m(c − g(F⁻¹(u))) du."""
+        num, alpha, u0 = self.num, self.alpha, self.u0
+        c = np.linspace((m + 1) * self.h_lo, (m + 1) * self.h_hi, SUM_GRID)
+        ua = np.maximum(u0, num.quantile(c - m * self.h_hi, alpha))  # below: c − g ≥ m h_hi, G_m = 0
+        ub = num.quantile(c - m * self.h_lo, alpha)  # above: c − g ≤ m h_lo, G_m = 1
+        inner = [ua]
+        if self.atom:  # G_m has kinks at k h_hi (k < m), from the terms with m − k atoms
+            inner += [np.maximum(u0, num.quantile(c - k * self.h_hi, alpha)) for k in range(m - 1, 0, -1)]
+        inner = np.maximum.accumulate(np.stack(inner + [ub], axis=-1), axis=-1)
+        cuts = np.concatenate([np.full_like(c, u0)[:, None], inner, np.ones_like(c)[:, None]], axis=-1)
         u, w = _gauss_pieces(cuts, SUM_NODES)
         th, mm = num.theta_m(u)
         vals = np.sum(w * self._tail(m, c[:, None] - (th - alpha * mm)), axis=-1)
+        if self.atom:
+            vals = vals + u0 * self._right(m, c)
         return c, np.clip(vals, 0.0, 1.0)
 
-    def of_g(self, g: np.ndarray) -> np.ndarray:
-        """Q as a function of the own g_α(θ_i)."""
-        rest = self.cost - g
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The table (c-grid, right limits of G_{n−1}) of the others' sum (n ≥ 2)."""
+        return self.tables[self.n - 2]
+
+    def rho_of_g(self, g: np.ndarray) -> np.ndarray:
+        """Q_ρ, the interim provision probability, as a function of the own g_α(θ_i)."""
+        rest = self.cost - (np.maximum(g, 0.0) if self.exclusion else g)
         if self.n == 1:
             return (rest <= 0.0).astype(np.float64)
         if self.n == 2:
-            return 1.0 - self.num.quantile(rest, self.alpha)
+            q = 1.0 - self.num.quantile(rest, self.alpha)
+            return np.where(rest <= self.h_lo, 1.0, q) if self.atom else q
         return self._tail(self.n - 1, rest)
 
+    def of_g(self, g: np.ndarray) -> np.ndarray:
+        """Q = η Q_ρ, the interim allocation, as a function of the own g_α(θ_i)."""
+        q = self.rho_of_g(g)
+        return np.where(g >= 0.0, q, 0.0) if self.exclusion else q
+
     def kinks(self) -> np.ndarray:
-        """Quantiles u where Q leaves 0 and where it reaches 1 (its kinks), in [0, 1]."""
+        """Quantiles u where Q leaves 0 and where it reaches 1 (its kinks), in [0, 1]; with exclusion
+        also u0 (where η jumps) and u*(C − j h_hi), u*(C − j h_lo), j < n (kinks of Q_ρ)."""
+        if self.exclusion:
+            j = np.arange(self.n)
+            c = np.concatenate([self.cost - j * self.h_hi, self.cost - j * self.h_lo])
+            return np.unique(np.concatenate([[self.u0], self.num.quantile(c, self.alpha)]))
         if self.n == 1:
             return self.num.quantile(np.array([self.cost]), self.alpha).repeat(2)
         k = self.n - 1
         return np.sort(self.num.quantile(np.array([self.cost - k * self.g_hi, self.cost - k * self.g_lo]), self.alpha))
 
     def expectations(self) -> tuple[float, float, float]:
-        """(E[ψ Q], E[θ Q], E[Q]) over the prior, by Gauss–Legendre between the kinks."""
+        """(E[ψ Q], E[θ Q], E[Q_ρ]) over the prior, by Gauss–Legendre between the kinks
+        (E[Q_ρ] = E[ρ]; it is E[Q] without exclusion)."""
         cuts = np.concatenate([[0.0], self.kinks(), [1.0]])
         u, w = _gauss_pieces(cuts, BUDGET_NODES)
         th, m = self.num.theta_m(u)
-        q = self.of_g(th - self.alpha * m)
-        return float(np.sum(w * (th - m) * q)), float(np.sum(w * th * q)), float(np.sum(w * q))
+        g = th - self.alpha * m
+        q_rho = self.rho_of_g(g)
+        q = np.where(g >= 0.0, q_rho, 0.0) if self.exclusion else q_rho
+        return float(np.sum(w * (th - m) * q)), float(np.sum(w * th * q)), float(np.sum(w * q_rho))
 
     def budget(self) -> float:
-        """(OC4): E[(n ψ − C) Q]."""
-        e_psi, _, e_q = self.expectations()
-        return self.n * e_psi - self.cost * e_q
+        """(OC4)/(EX3): n E[ψ Q] − C E[Q_ρ]."""
+        e_psi, _, e_rho = self.expectations()
+        return self.n * e_psi - self.cost * e_rho
+
+    def surplus(self) -> float:
+        """n E[θ Q] − C E[Q_ρ]."""
+        _, e_theta, e_rho = self.expectations()
+        return self.n * e_theta - self.cost * e_rho
+
+
+def solve_alpha(num: _Numerics, n: int, cost: float, exclusion: bool = False) -> float:
+    """The smallest root α ∈ [0, 1] of the budget B(α) (OC4)/(EX3): 0 when B(0) ≥ 0, 1 when
+    B(1) ≤ 0 (the good can never be paid for), else Brent's method on [0, 1]."""
+    budget = lambda a: _Interim(num, n, cost, a, exclusion).budget()  # noqa: E731
+    if budget(0.0) >= 0.0:
+        return 0.0
+    if budget(1.0) <= 0.0:
+        return 1.0
+    return float(optimize.brentq(budget, 0.0, 1.0, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=200))
 
 
 class OptimalCutoff(Mechanism):
@@ -251,7 +341,7 @@ class OptimalCutoff(Mechanism):
         grid, q, integral: float64 tables of θ, Q̂(θ) and ∫_{θ̲}^θ Q̂ (the transfers (OC3)).
     """
 
-    prior: Prior
+    prior: Prior = eqx.field(static=True)  # static: no array leaves, safe under stop_gradient
     cost: float = eqx.field(static=True)
     agents: int = eqx.field(static=True)
     alpha: float = eqx.field(static=True)
@@ -268,14 +358,7 @@ class OptimalCutoff(Mechanism):
         _check_prior(prior)
         self.prior, self.agents, self.cost = prior, int(n_agents), float(cost)
         num = _Numerics(prior)
-        budget = lambda a: _Interim(num, self.agents, self.cost, a).budget()  # noqa: E731
-        if budget(0.0) >= 0.0:
-            alpha = 0.0
-        elif budget(1.0) <= 0.0:  # the good can never be paid for: never provide
-            alpha = 1.0
-        else:
-            alpha = float(optimize.brentq(budget, 0.0, 1.0, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=200))
-        self.alpha = alpha
+        self.alpha = alpha = solve_alpha(num, self.agents, self.cost)
         interim = _Interim(num, self.agents, self.cost, alpha)
         lo, hi = float(prior.low), float(prior.high)
         kink_theta = num.theta_m(interim.kinks())[0]
@@ -289,6 +372,8 @@ class OptimalCutoff(Mechanism):
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "OptimalCutoff":
         check_options(cls.kind, options, ())
         require_public_goods(setting, cls.kind)
+        if getattr(setting, "common_weight", 0.0):
+            raise ConfigError("mechanism 'optimal_cutoff' needs the value's own prior; this setting mixes in a common taste (common_weight > 0)")
         if setting.n_goods != 1 or setting.good_priors is None:
             raise ConfigError(
                 f"mechanism 'optimal_cutoff' provides one good; this setting has {setting.n_goods} goods"
@@ -324,16 +409,18 @@ class OptimalCutoff(Mechanism):
         return public_goods_outcome(provision, inclusion, self.transfer(x).astype(dtype))
 
 
-def _check_prior(prior: Prior) -> None:
+def _check_prior(prior: Prior, kind: str = "optimal_cutoff", finite: str = "the LP (public_lp)") -> None:
+    """Refuse (one-line ConfigError) a prior that is discrete, irregular, or whose density is not
+    positive and finite at both ends of the support; ``finite`` names the mechanism for finite types."""
     if getattr(prior, "discrete", False):
-        raise ConfigError("mechanism 'optimal_cutoff' needs a continuous prior; for finite types use the LP (public_lp)")
+        raise ConfigError(f"mechanism {kind!r} needs a continuous prior; for finite types use {finite}")
     if prior.ironing_intervals():
         raise ConfigError(
-            "mechanism 'optimal_cutoff' needs a regular prior (increasing virtual value); this prior needs ironing"
+            f"mechanism {kind!r} needs a regular prior (increasing virtual value); this prior needs ironing"
         )
     with enable_x64():
         f = np.asarray(prior.pdf(jnp.asarray([prior.low, prior.high], jnp.float64)), np.float64)
     if not np.all(np.isfinite(f) & (f > 0)):
         raise ConfigError(
-            "mechanism 'optimal_cutoff' needs a density positive and finite at both ends of the support; use another prior"
+            f"mechanism {kind!r} needs a density positive and finite at both ends of the support; use another prior"
         )

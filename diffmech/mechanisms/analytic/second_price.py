@@ -118,6 +118,10 @@ class VCG(SecondPrice):
 
             _no_options(options, cls.kind, "VCG is the affine maximiser with unit weights and no boosts")
             return multi_item_vcg(setting)
+        if getattr(setting, "kind", "") == "efficient":  # Ke eq. (1), pivot at the lowest type
+            from .ke_generic import EfficientVCG
+
+            return EfficientVCG.from_config(setting, options, key)
         _no_options(options, cls.kind, "for one item VCG is the second-price auction without reserve")
         require_single_item(setting, cls.kind)
         return cls(reserve=0.0)
