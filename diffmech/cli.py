@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write a bar chart of the objective to this PNG path")
     _add_eval_flags(p)
 
-    p = sub.add_parser("lp", help="exact optimum by LP: one buyer on a type grid (MILP if deterministic), or public goods on a finite type space")
-    p.add_argument("config", help="a config whose setting is multi_item with one buyer, or identical_items")
+    p = sub.add_parser("lp", help="exact optimum by LP: one buyer on a type grid (MILP if deterministic), public goods on a finite "
+                       "type space, or the ex post feasibility oracle of an efficient (Ke) setting")
+    p.add_argument("config", help="a config whose setting is multi_item with one buyer, identical_items, public_goods or efficient")
     p.add_argument("--points", type=int, help="grid points per value axis (default 20 for two items, 12 for three, fewer beyond)")
     p.add_argument("--deterministic", action="store_true", help="optimum over deterministic mechanisms (MILP)")
     p.add_argument("--json", action="store_true")
@@ -347,6 +348,8 @@ def cmd_lp(args) -> int:
     setting = setting_from_config(raw.get("setting"))
     if setting.kind == "public_goods":
         return _public_lp(setting, args)
+    if setting.kind == "efficient":
+        return _efficient_lp(setting, args)
     if args.points is None:
         args.points = max(2, min(20, int(2000 ** (1.0 / setting.type_dim) + 1e-9)))
     if not 2 <= args.points <= 200:
@@ -383,6 +386,31 @@ def cmd_lp(args) -> int:
     for k, v in out.items():
         if k not in ("setting", "grid", "points", "deterministic"):
             print(f"  {k:<24} {v:.6f}" if isinstance(v, float) else f"  {k:<24} {v}")
+    return 0
+
+
+def _efficient_lp(setting, args) -> int:
+    """``diffmech lp`` for Ke's settings: the largest worst-case ex post IR slack t* of interim IC,
+    ex post budget-balanced payments for the efficient allocation on a grid (t* ≥ 0: an ex post
+    socially efficient mechanism exists on the grid), and the continuum existence margin."""
+    from .efficient_exact import existence_margin, expected_delta
+    from .efficient_lp import feasibility_lp
+
+    if args.deterministic:
+        raise DiffmechError("--deterministic does not apply to efficient settings (the allocation is fixed); drop it")
+    points = args.points or 40
+    res = feasibility_lp(setting, points, nodes="gauss")
+    out = {"setting": setting.describe(), "points": points, "t_star": res.t_star, "exists_on_grid": res.exists(),
+           "expected_delta": expected_delta(setting), "existence_margin": existence_margin(setting),
+           "grid_expected_delta": res.expected_delta, "lowest_utility_sum": res.lowest_utility_sum,
+           "ic_violation": res.ic_violation, "budget_residual": res.budget_residual, "seconds": res.seconds}
+    if args.json:
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    print(f"{out['setting']}: ex post feasibility LP on {points} Gauss–Legendre types per agent")
+    for k, v in out.items():
+        if k not in ("setting", "points"):
+            print(f"  {k:<20} {v:.6f}" if isinstance(v, float) else f"  {k:<20} {v}")
     return 0
 
 

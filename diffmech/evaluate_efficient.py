@@ -4,9 +4,9 @@ Interim regret is measured exactly as for other interim settings
 (:func:`diffmech.evaluate_interim.interim_regret_metrics`: quadrature over the other agent for
 n = 2, Monte Carlo with common random numbers beyond, an exhaustive report grid per own type).
 The ex post quantities are taken over the union of the setting's ex ante profiles (product
-quadrature for n = 2, else ``samples`` draws) and an even grid of profiles (``grid_points`` per
-agent for n = 2, fewer per agent beyond, at most 2^18 profiles), so that the worst profile is
-found rather than sampled. Metrics:
+quadrature for n = 2, else ``samples`` draws) and an even, staggered grid of profiles
+(``grid_points`` per agent for n = 2, fewer per agent beyond, at most 2^18 profiles; no two agents
+on the same type, :func:`grid_profiles`), so that the worst profile is found rather than sampled. Metrics:
 
 - ``surplus``: E S(θ) of the allocation played (the efficient one for every mechanism here);
 - ``bb_residual``: max over profiles of |Σ_i M_i − c(x)| (ex post budget balance);
@@ -78,11 +78,15 @@ def _chunked(fn, mechanism, setting, profiles, chunk: int):
 
 
 def grid_profiles(setting, points: int) -> jax.Array:
-    """An even grid of profiles: ``points`` types per agent, fewer when n > 2 so that at most
-    :data:`MAX_GRID_PROFILES` profiles are built."""
+    """An even, staggered grid of profiles: ``points`` types per agent (fewer when n > 2, so that at
+    most :data:`MAX_GRID_PROFILES` profiles are built), agent i's at θ̲_i + (k + (i+1)/(n+1))·h,
+    h = (θ̄_i − θ̲_i)/points, so that no two agents ever report the same type: ties have
+    probability zero under continuous priors, and a rule may split them any way it likes."""
     n = setting.n_agents
     per = max(2, min(points, int(math.floor(MAX_GRID_PROFILES ** (1.0 / n) + 1e-9))))
-    axes = np.asarray(setting.attack_grid(per))[:, :, 0]  # (n, per)
+    lo, hi = (b[:, 0] for b in setting.type_bounds())
+    frac = (np.arange(per)[None, :] + (np.arange(n)[:, None] + 1.0) / (n + 1.0)) / per
+    axes = lo[:, None] + (hi - lo)[:, None] * frac  # (n, per)
     idx = np.array(list(itertools.product(range(per), repeat=n)), np.int32)
     return jnp.asarray(axes[np.arange(n)[None, :], idx][..., None], jnp.result_type(float))
 

@@ -338,7 +338,7 @@ def batch_constraints(mechanism, setting, batch: InterimBatch, names) -> Float[A
     - ``interim_ir``: Σ_k w_k max(0, −U_i(θ_k, θ_k));
     - ``budget``: ex ante, max(0, E Σ_j ρ^j C^j − E Σ_i t_i); ex post, E|Σ_i t_i − Σ_j ρ^j C^j| —
       one number shared by all agents, so each agent's entry holds 1/n of it;
-    - ``ex_post_ir``: E max(0, −slack_i) over the batch's profiles, slack_i = v_i − M_i − u̲_i(θ_i)
+    - ``ex_post_ir``: E max(0, −slack_i) over :func:`ex_post_profiles`, slack_i = v_i − M_i − u̲_i(θ_i)
       (``setting.ir_slack``);
     - ``monotonicity``: E max(0, −(u_i(θ_i + δ, θ_−i) − u_i(θ))/δ), the ex post payoff's decrease
       when agent i's type (true and reported) rises by δ = 1% of its support (Ke Definition 3).
@@ -362,11 +362,27 @@ def batch_constraints(mechanism, setting, batch: InterimBatch, names) -> Float[A
                 short = jnp.maximum(-jnp.sum(batch.profile_weights * gap), 0.0)
             rows.append(jnp.full((n,), short / n, gap.dtype))
         elif name == "ex_post_ir":
-            slack = setting.ir_slack(batch.profiles, mechanism(batch.profiles))
-            rows.append(batch.profile_weights @ jnp.maximum(-slack, 0.0))
+            prof, w = ex_post_profiles(setting, batch)
+            rows.append(w @ jnp.maximum(-setting.ir_slack(prof, mechanism(prof)), 0.0))
         elif name == "monotonicity":
-            rows.append(batch.profile_weights @ payoff_decrease(mechanism, setting, batch.profiles))
+            prof, w = ex_post_profiles(setting, batch)
+            rows.append(w @ payoff_decrease(mechanism, setting, prof))
     return jnp.stack(rows)
+
+
+def ex_post_profiles(setting, batch: InterimBatch) -> tuple[Float[Array, "Q agents dim"], Float[Array, " Q"]]:
+    """Where ex post constraints are penalised: the batch's profiles and the same profiles pulled
+    toward the lowest types, θ̲ + s_p (θ − θ̲) with s_p = ((p + ½)/P)², each half with half the
+    weight. An ex post constraint must hold at every profile, so any measure with full support
+    serves as a penalty; the prior puts almost no mass near the all-low corner (probability ~εⁿ),
+    where budget-balanced rules are most likely to break ex post IR."""
+    prof = batch.profiles
+    p = prof.shape[0]
+    lo = jnp.asarray(setting.type_bounds()[0], prof.dtype)
+    s = ((jnp.arange(p, dtype=prof.dtype) + 0.5) / p) ** 2
+    pulled = lo + s[:, None, None] * (prof - lo)
+    w = 0.5 * batch.profile_weights
+    return jnp.concatenate([prof, pulled]), jnp.concatenate([w, w])
 
 
 def payoff_decrease(mechanism, setting, profiles: Float[Array, "P agents dim"], step: float = 0.01) -> Float[Array, "P agents"]:

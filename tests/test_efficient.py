@@ -5,6 +5,8 @@ c = C x²: x* = Σθ/(C + Σθ), S = (Σθ)²/(C + Σθ), autarky θ²/(C + θ))
 x_i* = θ_i/(θ_1 + θ_2), S = Σθ − θ_1θ_2/(θ_1 + θ_2)).
 """
 
+import json
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ import pytest
 import diffmech as dm
 from diffmech import interim as I
 from diffmech._compat import enable_x64
+from diffmech.config import EvalConfig
 from diffmech.errors import ConfigError
 from diffmech.mechanisms.base import Mechanism
 from diffmech.outcome import Outcome
@@ -127,3 +130,33 @@ def test_payoff_decrease_measures_the_slope_of_falling_payoffs():
         prof = jnp.asarray([[[0.2], [0.6]], [[0.9], [0.1]]])
         d = np.asarray(I.payoff_decrease(_OwnTax(s), s, prof))
         np.testing.assert_allclose(d, [[2.0, 1.0], [1.0, 2.0]], atol=1e-9)
+
+
+def test_evaluation_of_m1_reports_its_known_properties():
+    """M1, private good, n = 2, U[0,1] (REFERENCES, Ke): ex post budget balanced, ex post IR, ex post
+    monotone, Σ_i U_i(0) = E Δ = 1/3, and ex post IC with Ke's convention with probability
+    n/(n+1) = 2/3 (4 standard errors)."""
+    s = setting()
+    m1 = dm.mechanism_from_config(s, {"kind": "ke_m1"})
+    cfg = EvalConfig(samples=1000, interim_types=11, grid_points=51, interim_nodes=256, attack_steps=0)
+    met = dm.evaluate(m1, s, cfg, benchmarks=False)
+    assert met["bb_residual"] < 1e-6 and met["ir_slack_min"] > -1e-6 and met["monotonicity_violation_max"] < 1e-5
+    assert met["expected_delta"] == pytest.approx(1 / 3, abs=1e-9)
+    assert abs(met["conservation_gap"]) < 1e-5
+    assert met["epic_probability"] == pytest.approx(2 / 3, abs=4 * met["epic_probability_se"])
+
+
+def test_lp_command_certifies_existence_in_example_3(capsys):
+    """Ke Example 3 (θ ~ U[a, 1], autarky reservation): an ex post socially efficient mechanism
+    exists at a = 1/2 and not at a = 0.1 (the threshold is a* = 0.2029882)."""
+    from diffmech.cli import main
+
+    base = ["lp", "experiments/ke_example3.toml", "--points", "16", "--json"]
+    assert main(base) == 0
+    yes = json.loads(capsys.readouterr().out)
+    assert main(base + ["--set", "setting.prior.low=0.1"]) == 0
+    no = json.loads(capsys.readouterr().out)
+    assert yes["t_star"] > 0 and yes["exists_on_grid"] and yes["existence_margin"] > 0
+    assert no["t_star"] < 0 and not no["exists_on_grid"] and no["existence_margin"] < 0
+    assert yes["expected_delta"] == pytest.approx(0.48986393, abs=1e-7)  # REFERENCES: 4(6 ln5 − 9 ln2 − 3 ln3)
+    assert main(base + ["--deterministic"]) == 2
