@@ -30,7 +30,7 @@ import tomli_w
 
 METHODS = ("augmented_lagrangian", "penalty", "regret_budget")
 LR_SCHEDULES = ("constant", "cosine")
-CONSTRAINTS = ("regret", "ir", "interim_regret", "interim_ir", "budget", "ex_post_ir", "monotonicity")
+CONSTRAINTS = ("regret", "ir", "interim_regret", "interim_ir", "budget", "ex_post_ir", "ex_post_ir_worst", "monotonicity")
 
 
 @dataclass(frozen=True)

@@ -340,8 +340,12 @@ def batch_constraints(mechanism, setting, batch: InterimBatch, names) -> Float[A
       one number shared by all agents, so each agent's entry holds 1/n of it;
     - ``ex_post_ir``: E max(0, −slack_i) over :func:`ex_post_profiles`, slack_i = v_i − M_i − u̲_i(θ_i)
       (``setting.ir_slack``);
-    - ``monotonicity``: E max(0, −(u_i(θ_i + δ, θ_−i) − u_i(θ))/δ), the ex post payoff's decrease
-      when agent i's type (true and reported) rises by δ = 1% of its support (Ke Definition 3).
+    - ``ex_post_ir_worst``: the largest shortfall max(0, −slack_i) over the same profiles (an ex
+      post constraint must hold everywhere; a violation on a set of small measure barely moves
+      the mean);
+    - ``monotonicity``: E max(0, −(u_i(θ_i + δ, θ_−i) − u_i(θ))/δ) over the same profiles, the ex
+      post payoff's decrease when agent i's type (true and reported) rises by δ = 1% of its
+      support (Ke Definition 3).
     """
     n, k = batch.own.shape[:2]
     rows = []
@@ -364,6 +368,9 @@ def batch_constraints(mechanism, setting, batch: InterimBatch, names) -> Float[A
         elif name == "ex_post_ir":
             prof, w = ex_post_profiles(setting, batch)
             rows.append(w @ jnp.maximum(-setting.ir_slack(prof, mechanism(prof)), 0.0))
+        elif name == "ex_post_ir_worst":
+            prof, _ = ex_post_profiles(setting, batch)
+            rows.append(jnp.max(jnp.maximum(-setting.ir_slack(prof, mechanism(prof)), 0.0), axis=0))
         elif name == "monotonicity":
             prof, w = ex_post_profiles(setting, batch)
             rows.append(w @ payoff_decrease(mechanism, setting, prof))

@@ -11,7 +11,7 @@ For each a this script
 The learned boundary is the midpoint between the largest a whose learned mechanism still
 violates a constraint by more than ``TOL`` and the smallest a at which it violates none.
 
-    python experiments/ke_example3_sweep.py [--steps 2000] [--grid 0.14,0.16,...] [--lp-n 40]
+    python experiments/ke_example3_sweep.py [--steps 6000] [--grid 0.14,0.16,...] [--lp-n 40]
 
 Writes ``experiments/results/cpu/ke_example3_sweep.{json,md}``.
 """
@@ -31,7 +31,7 @@ from diffmech.efficient_lp import feasibility_lp
 from diffmech.trainer import train
 
 HERE = Path(__file__).resolve().parent
-TOL = 2e-3
+TOL = 1e-3
 
 
 def run(a: float, steps: int, lp_n: int) -> dict:
@@ -53,7 +53,7 @@ def run(a: float, steps: int, lp_n: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--grid", default="0.14,0.16,0.18,0.20,0.22,0.24,0.26")
     ap.add_argument("--lp-n", type=int, default=40)
     ap.add_argument("--out", default=str(HERE / "results" / "cpu" / "ke_example3_sweep"))

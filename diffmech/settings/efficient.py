@@ -87,7 +87,7 @@ class Efficient(Setting):
     ir: ClassVar[str] = "ex_post"
     #: training constraint families (``train.constraints`` picks among them); budget balance is
     #: left to the mechanism (the learned payments are balanced by construction)
-    constraint_families: ClassVar[tuple[str, ...]] = ("interim_regret", "ex_post_ir", "monotonicity")
+    constraint_families: ClassVar[tuple[str, ...]] = ("interim_regret", "ex_post_ir", "ex_post_ir_worst", "monotonicity")
     default_constraints: ClassVar[tuple[str, ...]] = ("interim_regret", "ex_post_ir")
     finite: ClassVar[bool] = False
     quantile_dim: ClassVar[int] = 1

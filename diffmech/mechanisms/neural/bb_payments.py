@@ -6,7 +6,9 @@ setting and only payments are learned:
     M_i(θ̂) = c(x*(θ̂))/n + s·(m_i(θ̂) − (1/n) Σ_j m_j(θ̂)),                              (BB)
 
 so Σ_i M_i(θ̂) = c(x*(θ̂)) at every profile, whatever the network m_φ outputs (s is a fixed value
-scale). Agent i's raw payment m_i is an MLP of the features
+scale). The centring is applied to the last hidden layer, before the linear output layer
+(:meth:`BudgetBalancedPayments.centred`), so that a common offset of the m_i cannot grow and eat
+float32 precision. Agent i's raw payment m_i is an MLP of the features
 
     (θ̂_i, the other reports, x_i*(θ̂)),
 
@@ -105,7 +107,18 @@ class BudgetBalancedPayments(Mechanism):
         dtype = jnp.result_type(reports.dtype, leaf.dtype)
         theta = reports[..., 0].astype(dtype)
         x = self.setting.allocation(theta)
-        raw = jax.vmap(jax.vmap(self.net))(self.features(theta, x))[..., 0]  # (batch, n)
         n = theta.shape[1]
-        pay = self.setting.production_cost(x)[:, None] / n + self.scale * (raw - jnp.mean(raw, axis=1, keepdims=True))
+        pay = self.setting.production_cost(x)[:, None] / n + self.scale * self.centred(self.features(theta, x))
         return Outcome(alloc=x[..., None], payments=pay)
+
+    def centred(self, feats: Float[Array, "batch agents width"]) -> Float[Array, "batch agents"]:
+        """m_i − mean_j m_j, computed as W(h_i − mean_j h_j) with h the last hidden layer and W the
+        (linear) output layer: the same number in exact arithmetic, but a common offset of the
+        m_i — which the loss cannot see, so nothing stops it from growing — never enters, and the
+        budget stays balanced to float32 rounding of the payments themselves."""
+        act = ACTIVATIONS[self.net.activation]
+        h = feats
+        for layer in self.net.layers[:-1]:
+            h = act(jnp.einsum("bnf,hf->bnh", h, layer.weight) + layer.bias)
+        h = h - jnp.mean(h, axis=1, keepdims=True)
+        return jnp.einsum("bnh,oh->bno", h, self.net.layers[-1].weight)[..., 0]
