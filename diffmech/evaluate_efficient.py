@@ -44,7 +44,7 @@ from . import interim as I
 from .config import EvalConfig
 from .evaluate import _mean_se as mean_se
 from .evaluate_interim import _mean_se as mean_or_sum
-from .evaluate_interim import _profiles, interim_regret_metrics
+from .evaluate_interim import _profiles, chunked_rows, interim_regret_metrics
 
 #: the most profiles of the even grid of ex post checks
 MAX_GRID_PROFILES = 1 << 18
@@ -62,19 +62,6 @@ def _ex_post_rows(mechanism, setting, profiles):
     return (setting.objective_value(profiles, out), setting.budget_residual(out), jnp.min(slack, axis=-1),
             jnp.mean(jnp.maximum(-slack, 0.0), axis=-1), setting.objective_value(profiles, out) - gains,
             jnp.max(I.payoff_decrease(mechanism, setting, profiles), axis=-1))
-
-
-def _chunked(fn, mechanism, setting, profiles, chunk: int):
-    cols = None
-    size = max(1, min(profiles.shape[0], chunk))
-    for a in range(0, profiles.shape[0], size):
-        part = profiles[a : a + size]
-        pad = size - part.shape[0]
-        if pad:
-            part = jnp.concatenate([part, jnp.repeat(part[-1:], pad, axis=0)])
-        rows = [np.asarray(r, np.float64)[: size - pad] for r in fn(mechanism, setting, part)]
-        cols = [[r] for r in rows] if cols is None else [c + [r] for c, r in zip(cols, rows)]
-    return [np.concatenate(c) for c in cols]
 
 
 def grid_profiles(setting, points: int) -> jax.Array:
@@ -123,8 +110,8 @@ def evaluate_efficient(mechanism, setting, cfg: EvalConfig | None = None, *, ben
     k_prof, k_own, k_oth, k_rnd, k_epic = jax.random.split(key, 5)
     profiles, pw = _profiles(setting, cfg, method, k_prof)
     grid = grid_profiles(setting, cfg.grid_points)
-    obj, bb, slack, viol, gains, mono = _chunked(_ex_post_rows, mechanism, setting, profiles, cfg.chunk)
-    g_obj, g_bb, g_slack, _, _, g_mono = _chunked(_ex_post_rows, mechanism, setting, grid, cfg.chunk)
+    obj, bb, slack, viol, gains, mono = chunked_rows(_ex_post_rows, mechanism, setting, profiles, cfg.chunk)
+    g_obj, g_bb, g_slack, _, _, g_mono = chunked_rows(_ex_post_rows, mechanism, setting, grid, cfg.chunk)
 
     metrics: dict[str, Any] = {"interim_method": method}
     metrics["surplus"], metrics["surplus_se"] = mean_or_sum(obj, pw)
@@ -148,7 +135,7 @@ def evaluate_efficient(mechanism, setting, cfg: EvalConfig | None = None, *, ben
     reports = setting.attack_grid(min(cfg.grid_points, 201)).astype(epic_prof.dtype)
     per = max(1, cfg.chunk // max(1, setting.n_agents * reports.shape[1]))
     ok = np.concatenate([np.asarray(r, np.float64) for r in
-                         _chunked(lambda m, s, p: (_epic_rows(m, s, p, reports),), mechanism, setting, epic_prof, per)])
+                         chunked_rows(lambda m, s, p: (_epic_rows(m, s, p, reports),), mechanism, setting, epic_prof, per)])
     metrics["epic_probability"], metrics["epic_probability_se"] = mean_se(ok)
 
     if benchmarks:
@@ -157,7 +144,7 @@ def evaluate_efficient(mechanism, setting, cfg: EvalConfig | None = None, *, ben
         slack_b, bb_b = {}, {}
         for name in setting.benchmark_names():
             bm = mechanism_from_config(setting, {"kind": name})
-            rows = _chunked(_ex_post_rows, bm, setting, grid, cfg.chunk)
+            rows = chunked_rows(_ex_post_rows, bm, setting, grid, cfg.chunk)
             slack_b[name], bb_b[name] = float(rows[2].min()), float(np.abs(rows[1]).max())
         metrics["benchmarks_ir_slack_min"], metrics["benchmarks_bb_residual"] = slack_b, bb_b
     metrics["samples"] = int(profiles.shape[0])

@@ -168,17 +168,23 @@ def _ex_ante_rows(mechanism, setting, profiles):
     )
 
 
-def _ex_ante(mechanism, setting, profiles, weights, chunk: int):
-    rows = [[] for _ in range(5)]
+def chunked_rows(fn, mechanism, setting, profiles, chunk: int) -> list[np.ndarray]:
+    """The per-profile columns ``fn(mechanism, setting, part)`` over ``profiles``, evaluated in
+    parts of at most ``chunk`` profiles (the last one padded to the same compiled shape), float64."""
+    cols = None
     size = max(1, min(profiles.shape[0], chunk))
     for a in range(0, profiles.shape[0], size):
         part = profiles[a : a + size]
         pad = size - part.shape[0]
         if pad:
             part = jnp.concatenate([part, jnp.repeat(part[-1:], pad, axis=0)])
-        for col, r in zip(rows, _ex_ante_rows(mechanism, setting, part)):
-            col.append(np.asarray(r, np.float64)[: size - pad])
-    return [np.concatenate(c) for c in rows]
+        rows = [np.asarray(r, np.float64)[: size - pad] for r in fn(mechanism, setting, part)]
+        cols = [[r] for r in rows] if cols is None else [c + [r] for c, r in zip(cols, rows)]
+    return [np.concatenate(c) for c in cols]
+
+
+def _ex_ante(mechanism, setting, profiles, weights, chunk: int):
+    return chunked_rows(_ex_ante_rows, mechanism, setting, profiles, chunk)
 
 
 def _mean_se(x, w):

@@ -82,6 +82,7 @@ from ..._compat import enable_x64
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ..base import Mechanism, check_options, float_dtype
+from .public_goods import gauss_pieces
 
 #: even points of the common grid on which ξ (and M1's payments) are tabulated
 GRID_POINTS = 2049
@@ -117,17 +118,6 @@ def f64(fn: Callable, x) -> np.ndarray:
 def top_surplus(setting, t) -> np.ndarray:
     """S(t) = v(1, t): the surplus when the highest type is t (private good, partnership)."""
     return f64(lambda z: setting.value(jnp.ones_like(z), z), t)
-
-
-def gauss_pieces(cuts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Legendre nodes and weights on each piece between consecutive ``cuts`` (..., P+1) →
-    (..., P·k); pieces of zero length get zero weight."""
-    x, w = np.polynomial.legendre.leggauss(k)
-    a, b = cuts[..., :-1, None], cuts[..., 1:, None]
-    nodes = a + (b - a) * (x + 1.0) / 2.0
-    wts = (b - a) * w / 2.0
-    shape = cuts.shape[:-1] + (-1,)
-    return nodes.reshape(shape), wts.reshape(shape)
 
 
 def breakpoints(priors) -> np.ndarray:

@@ -95,12 +95,12 @@ from .ke_generic import (
     MAX_FORM,
     common_grid,
     f64,
-    gauss_pieces,
     interp_rows,
     require_efficient,
     top_surplus,
     upper_integrals,
 )
+from .public_goods import gauss_pieces
 
 #: start of the ODE integration, relative to the width of the support
 ODE_X0 = 1e-10

@@ -188,9 +188,9 @@ class _Numerics:
             return np.asarray(self._g_theta(jnp.asarray(x, jnp.float64), jnp.float64(alpha)), np.float64)
 
 
-def _gauss_pieces(cuts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def gauss_pieces(cuts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss–Legendre nodes and weights on each piece between consecutive ``cuts`` (..., P+1) →
-    nodes and weights (..., P·k)."""
+    nodes and weights (..., P·k); pieces of zero length get zero weight."""
     x, w = np.polynomial.legendre.leggauss(k)
     a, b = cuts[..., :-1, None], cuts[..., 1:, None]
     nodes = a + (b - a) * (x + 1.0) / 2.0
@@ -259,7 +259,7 @@ class _Interim:
             inner += [np.maximum(u0, num.quantile(c - k * self.h_hi, alpha)) for k in range(m - 1, 0, -1)]
         inner = np.maximum.accumulate(np.stack(inner + [ub], axis=-1), axis=-1)
         cuts = np.concatenate([np.full_like(c, u0)[:, None], inner, np.ones_like(c)[:, None]], axis=-1)
-        u, w = _gauss_pieces(cuts, SUM_NODES)
+        u, w = gauss_pieces(cuts, SUM_NODES)
         th, mm = num.theta_m(u)
         vals = np.sum(w * self._tail(m, c[:, None] - (th - alpha * mm)), axis=-1)
         if self.atom:
@@ -301,7 +301,7 @@ class _Interim:
         """(E[ψ Q], E[θ Q], E[Q_ρ]) over the prior, by Gauss–Legendre between the kinks
         (E[Q_ρ] = E[ρ]; it is E[Q] without exclusion)."""
         cuts = np.concatenate([[0.0], self.kinks(), [1.0]])
-        u, w = _gauss_pieces(cuts, BUDGET_NODES)
+        u, w = gauss_pieces(cuts, BUDGET_NODES)
         th, m = self.num.theta_m(u)
         g = th - self.alpha * m
         q_rho = self.rho_of_g(g)

@@ -49,7 +49,7 @@ from ...errors import ConfigError
 from ...outcome import PublicGoodsOutcome, public_goods_outcome
 from ...priors import Prior
 from ..base import Mechanism, check_options, float_dtype, require_public_goods
-from .public_goods import GRID_POINTS, _check_prior, _gauss_pieces, _Interim, _Numerics, solve_alpha
+from .public_goods import GRID_POINTS, _check_prior, _Interim, _Numerics, gauss_pieces, solve_alpha
 
 #: Gauss–Legendre nodes per grid interval for the table of I(θ) = ∫ Q
 INTEGRAL_NODES = 4
@@ -110,7 +110,7 @@ class OneGoodExclusion(eqx.Module):
             atom_at = (n - 1) * it.h_lo
             kink_theta = np.clip(num.theta_m(it.kinks())[0], lo, hi)
             grid = np.unique(np.concatenate([np.linspace(lo, hi, GRID_POINTS), kink_theta]))
-            x, w = _gauss_pieces(np.stack([grid[:-1], grid[1:]], axis=-1), INTEGRAL_NODES)
+            x, w = gauss_pieces(np.stack([grid[:-1], grid[1:]], axis=-1), INTEGRAL_NODES)
             table = jnp.asarray(sum_grid), jnp.asarray(sum_tail)
             q = eqx.filter_jit(_interim)(jnp.asarray(x), prior, alpha, cost, n, *table, atom_at)[2]
             integral = np.concatenate([[0.0], np.cumsum(np.sum(w * np.asarray(q, np.float64), axis=-1))])
