@@ -158,6 +158,10 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
             rows.append(("interim_regret_inner_se_max", _fmt(metrics["interim_regret_inner_se_max"])))
         for name, val in metrics.get("benchmarks_ir_slack_min", {}).items():
             rows.append((f"benchmark {name}", f"ir_slack_min {val:+.5f}, bb_residual {metrics['benchmarks_bb_residual'][name]:.1e}"))
+    elif "ex_post_ir_violation_rate" in metrics:  # symmetric auctions played in equilibrium
+        rows += [("interim_regret_max", _fmt(metrics["interim_regret_max"]) + "   (best-response gain, off-space bids included)")]
+        rows += [(k, _fmt(metrics[k])) for k in ("allocation_mismatch", "ex_post_ir_violation_rate", "losers_pay_rate", "condition_number")
+                 if k in metrics]
     elif "interim_regret_mean" in metrics:
         rows += [
             ("budget_surplus", _fmt(metrics.get("budget_surplus"), metrics.get("budget_surplus_se"))),
@@ -173,7 +177,7 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
             ("regret_max", _fmt(metrics.get("regret_max"))),
             ("train_regret_mean", _fmt(metrics.get("train_regret_mean"))),
         ]
-    if "ir_slack_min" not in metrics:
+    if "ir_slack_min" not in metrics and "ex_post_ir_violation_rate" not in metrics:
         rows += [("ir_violation", _fmt(metrics.get("ir_violation"))), ("ir_violation_max", _fmt(metrics.get("ir_violation_max")))]
     for key in ("feasibility_violation_max", "symmetry_violation_share", "rank_violation_share", "rank_violation_max"):
         if key in metrics:
@@ -188,7 +192,10 @@ def format_metrics(metrics: dict, objective: str = "revenue", title: str = "") -
     lines = [title] if title else []
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     att = metrics.get("attack", {})
-    if "interim_method" in metrics:
+    if "bid_grid" in metrics:
+        lo, hi, step = metrics["bid_grid"]
+        lines.append(f"  ({metrics.get('samples')} profiles; bids on [{lo:.3g}, {hi:.3g}] every {step:.3g}; {metrics.get('eval_seconds')} s)")
+    elif "interim_method" in metrics:
         lines.append(
             f"  ({metrics['interim_method']} expectations: {metrics.get('samples')} profiles, {metrics.get('interim_types')} own types × "
             f"{metrics.get('interim_reports')} reports × {metrics.get('interim_inner_samples')} others profiles"

@@ -221,6 +221,10 @@ def evaluate(
     ``train_cfg`` the training-time estimator reported as ``train_regret_mean``.
     """
     cfg = cfg or EvalConfig()
+    if getattr(mechanism, "played_in_equilibrium", False):  # Deb–Pai symmetric auctions
+        from .evaluate_symmetric import evaluate_symmetric
+
+        return evaluate_symmetric(mechanism, setting, cfg, benchmarks=benchmarks, progress=progress)
     if setting.ic == "interim" and setting.ir == "ex_post":  # Ke's efficient settings
         from .evaluate_efficient import evaluate_efficient
 

@@ -11,6 +11,7 @@ import jax
 
 from ..errors import ConfigError
 from .analytic.first_price import FirstPrice
+from .analytic.hierarchical import Hierarchical
 from .analytic.itemwise import ItemwiseMyerson
 from .analytic.ke_two_agent import KeM2, KeM3
 from .analytic.ke_generic import AGV, EfficientVCG
@@ -33,11 +34,12 @@ from .neural.public_general import PublicGeneralNet
 from .neural.public_simple import PublicSimpleNet
 from .neural.regretnet import RegretNet
 from .neural.rochetnet import RochetNet
+from .symmetric_auction import SymmetricAuction
 from .transforms import SymmetricExtension, Symmetrised
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.kind: cls
-    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, PublicSimpleNet, PublicGeneralNet, BudgetBalancedPayments, Myerson, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised, PublicLP, SeparateProvision, NoExclusion, FirstBest, OptimalCutoff, SeparateOptimal, EfficientVCG, AGV, KeM1, FirstPriceRedistribution, KeM2, KeM3)
+    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, PublicSimpleNet, PublicGeneralNet, BudgetBalancedPayments, Myerson, Hierarchical, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised, PublicLP, SeparateProvision, NoExclusion, FirstBest, OptimalCutoff, SeparateOptimal, EfficientVCG, AGV, KeM1, FirstPriceRedistribution, KeM2, KeM3, SymmetricAuction)
 }
 
 

@@ -121,56 +121,107 @@ class Myerson(Mechanism):
 
     def thresholds(self, m: Float[Array, "batch agents"]):
         """(z1, z2) of eq. (M4) for every bidder i and level m[:, i], by bisection."""
-        dtype = m.dtype
-        lo, hi = self._bounds(dtype)
-        lo = jnp.broadcast_to(lo, m.shape)
-        hi = jnp.broadcast_to(hi, m.shape)
-        n_iter = int(jnp.finfo(dtype).nmant) + 11
-        half = jnp.asarray(0.5, dtype)
-
-        def body(_, state):
-            a1, b1, a2, b2 = state
-            mid1 = a1 + half * (b1 - a1)
-            mid2 = a2 + half * (b2 - a2)
-            phi = self.ironed_virtual_values(jnp.concatenate([mid1, mid2], axis=0))
-            phi1, phi2 = phi[: m.shape[0]], phi[m.shape[0]:]
-            ge = phi1 >= m  # z1 = inf{φ̄ ≥ m}: keep [a1, b1] with φ̄(a1) < m ≤ φ̄(b1)
-            a1, b1 = jnp.where(ge, a1, mid1), jnp.where(ge, mid1, b1)
-            le = phi2 <= m  # z2 = sup{φ̄ ≤ m}: keep [a2, b2] with φ̄(a2) ≤ m < φ̄(b2)
-            a2, b2 = jnp.where(le, mid2, a2), jnp.where(le, b2, mid2)
-            return a1, b1, a2, b2
-
-        a1, b1, a2, b2 = jax.lax.fori_loop(0, n_iter, body, (lo, hi, lo, hi))
-        ends = self.ironed_virtual_values(jnp.concatenate([lo, hi], axis=0))
-        phi_lo, phi_hi = ends[: m.shape[0]], ends[m.shape[0]:]
-        z1 = jnp.where(phi_lo >= m, lo, b1)  # φ̄ ≥ m everywhere → z1 = low; nowhere → b1 stayed high
-        z2 = jnp.where(phi_hi <= m, hi, a2)  # φ̄ ≤ m everywhere → z2 = high; nowhere → a2 stayed low
-        return z1, z2
+        lo, hi = self._bounds(m.dtype)
+        return level_thresholds(self.ironed_virtual_values, m, lo, hi)
 
     # ------------------------------------------------------------------ mechanism
     def __call__(self, reports: Float[Array, "batch agents 1"]) -> Outcome:
-        reports = jnp.asarray(reports)
-        dtype = float_dtype(reports)
-        n = len(self.priors)
-        if reports.ndim != 3 or reports.shape[1] != n or reports.shape[2] != 1:
-            raise ValueError(f"myerson expects reports of shape (batch, {n}, 1), got {reports.shape}")
-        lo, hi = self._bounds(dtype)
-        b = jnp.clip(reports[..., 0].astype(dtype), lo, hi)
-        phi = self.ironed_virtual_values(b)  # (batch, n)
+        return index_auction(self, reports, self.ironed_virtual_values, sell_at_zero=False)  # (M1)-(M5)
 
-        # m_i = max(0, max_{j≠i} φ̄_j), k_i = #{j≠i : φ̄_j = m_i}, s_i = 1/(k_i+1) if m_i > 0 else 0
-        eye = jnp.eye(n, dtype=bool)
-        others = jnp.where(eye[None], -jnp.inf, phi[:, None, :])  # (batch, i, j)
-        m = jnp.maximum(others.max(axis=-1), jnp.zeros((), dtype))
-        positive = m > 0
-        k = jnp.sum(others == m[..., None], axis=-1).astype(dtype)
-        s = jnp.where(positive, 1.0 / (k + 1.0), 0.0).astype(dtype)
 
-        wins = phi > m
-        ties = (phi == m) & positive
-        alloc = jnp.where(wins, jnp.ones((), dtype), jnp.where(ties, s, jnp.zeros((), dtype)))  # (M3)
+# ---------------------------------------------------------------------------- shared with others
+def index_auction(mech, reports: Float[Array, "batch agents 1"], index, *, sell_at_zero: bool) -> Outcome:
+    """The outcome of an index auction (Myerson, hierarchical) with threshold payments.
 
-        z1, z2 = self.thresholds(m)
-        z1, z2 = jnp.minimum(z1, b), jnp.minimum(z2, b)
-        pay = jnp.where(wins, (1.0 - s) * z2 + s * z1, jnp.where(ties, s * z1, jnp.zeros((), dtype)))  # (M5)
-        return Outcome(alloc=alloc[..., None], payments=pay)
+    Reports are clipped to each bidder's support [low_i, high_i] (``mech._bounds``), mapped by the
+    nondecreasing ``index`` (batch, agents) → (batch, agents), and allocated and charged by
+    :func:`threshold_outcome` with the thresholds ``mech.thresholds``.
+    """
+    reports = jnp.asarray(reports)
+    dtype = float_dtype(reports)
+    n = len(mech.priors)
+    if reports.ndim != 3 or reports.shape[1] != n or reports.shape[2] != 1:
+        raise ValueError(f"{mech.kind} expects reports of shape (batch, {n}, 1), got {reports.shape}")
+    lo, hi = mech._bounds(dtype)
+    b = jnp.clip(reports[..., 0].astype(dtype), lo, hi)
+    alloc, pay = threshold_outcome(index(b), b, mech.thresholds, sell_at_zero=sell_at_zero)
+    return Outcome(alloc=alloc[..., None], payments=pay)
+
+
+def level_thresholds(index, m: Float[Array, "batch agents"], lo, hi):
+    """(z1, z2) of eq. (M4) for a nondecreasing index map, by vectorised bisection.
+
+    ``index`` maps reports z (shape (batch', agents), column i = bidder i) to index values of the
+    same shape (Myerson: φ̄_i; a hierarchical mechanism: I_i); ``lo``, ``hi`` (agents,) are the
+    support ends. For every bidder i and level m[:, i],
+
+        z1 = inf{z ∈ [lo_i, hi_i] : index_i(z) ≥ m},   z2 = sup{z ∈ [lo_i, hi_i] : index_i(z) ≤ m},
+
+    with z1 = hi_i if the index is below m everywhere and z2 = lo_i if it is above m everywhere.
+    ``nmant + 11`` halvings (63 for float64, 34 for float32) take the bracket below the dtype's
+    resolution; both searches share one ``index`` call per halving.
+    """
+    dtype = m.dtype
+    lo = jnp.broadcast_to(lo, m.shape)
+    hi = jnp.broadcast_to(hi, m.shape)
+    n_iter = int(jnp.finfo(dtype).nmant) + 11
+    half = jnp.asarray(0.5, dtype)
+
+    def body(_, state):
+        a1, b1, a2, b2 = state
+        mid1 = a1 + half * (b1 - a1)
+        mid2 = a2 + half * (b2 - a2)
+        phi = index(jnp.concatenate([mid1, mid2], axis=0))
+        phi1, phi2 = phi[: m.shape[0]], phi[m.shape[0]:]
+        ge = phi1 >= m  # z1 = inf{index ≥ m}: keep [a1, b1] with index(a1) < m ≤ index(b1)
+        a1, b1 = jnp.where(ge, a1, mid1), jnp.where(ge, mid1, b1)
+        le = phi2 <= m  # z2 = sup{index ≤ m}: keep [a2, b2] with index(a2) ≤ m < index(b2)
+        a2, b2 = jnp.where(le, mid2, a2), jnp.where(le, b2, mid2)
+        return a1, b1, a2, b2
+
+    a1, b1, a2, b2 = jax.lax.fori_loop(0, n_iter, body, (lo, hi, lo, hi))
+    ends = index(jnp.concatenate([lo, hi], axis=0))
+    phi_lo, phi_hi = ends[: m.shape[0]], ends[m.shape[0]:]
+    z1 = jnp.where(phi_lo >= m, lo, b1)  # index ≥ m everywhere → z1 = low; nowhere → b1 stayed high
+    z2 = jnp.where(phi_hi <= m, hi, a2)  # index ≤ m everywhere → z2 = high; nowhere → a2 stayed low
+    return z1, z2
+
+
+def threshold_outcome(
+    phi: Float[Array, "batch agents"],
+    b: Float[Array, "batch agents"],
+    thresholds,
+    *,
+    sell_at_zero: bool,
+) -> tuple[Float[Array, "batch agents"], Float[Array, "batch agents"]]:
+    """Allocation (M1)/(M3) and threshold payments (M5) from index values ``phi`` at reports ``b``.
+
+    m_i = max(0, max_{j≠i} phi_j), k_i = #{j ≠ i : phi_j = m_i}. With ``sell_at_zero=False``
+    (Myerson, rule (M1): the item needs phi > 0) the tie share is s_i = 1/(k_i + 1) if m_i > 0 and
+    0 if m_i = 0; with ``sell_at_zero=True`` (hierarchical allocations: the item goes to the highest
+    phi if it is ≥ 0) s_i = 1/(k_i + 1) always, so at m_i = 0 a bidder tied at 0 with k_i others
+    (k_i = 0 when all others are negative) gets 1/(k_i + 1). Then a_i = 1 if phi_i > m_i, s_i if
+    phi_i = m_i (and the level is sold), 0 otherwise, and p_i is (M5) with the thresholds
+    ``thresholds(m) = (z1, z2)`` of (M4), capped at b_i so that p_i ≤ b_i a_i exactly.
+    """
+    dtype = phi.dtype
+    n = phi.shape[1]
+    eye = jnp.eye(n, dtype=bool)
+    others = jnp.where(eye[None], -jnp.inf, phi[:, None, :])  # (batch, i, j)
+    m = jnp.maximum(others.max(axis=-1), jnp.zeros((), dtype))
+    k = jnp.sum(others == m[..., None], axis=-1).astype(dtype)
+    if sell_at_zero:
+        sold = jnp.ones(m.shape, dtype=bool)
+        s = (1.0 / (k + 1.0)).astype(dtype)
+    else:
+        sold = m > 0
+        s = jnp.where(sold, 1.0 / (k + 1.0), 0.0).astype(dtype)
+
+    wins = phi > m
+    ties = (phi == m) & sold
+    alloc = jnp.where(wins, jnp.ones((), dtype), jnp.where(ties, s, jnp.zeros((), dtype)))  # (M3)
+
+    z1, z2 = thresholds(m)
+    z1, z2 = jnp.minimum(z1, b), jnp.minimum(z2, b)
+    pay = jnp.where(wins, (1.0 - s) * z2 + s * z1, jnp.where(ties, s * z1, jnp.zeros((), dtype)))  # (M5)
+    return alloc, pay
