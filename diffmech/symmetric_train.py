@@ -1,0 +1,571 @@
+"""Learn a symmetric auction and its bidding strategies for revenue under a Bayes–Nash constraint.
+
+Deb–Pai (2017) symmetric auctions (issue 6 parts 4b and 6). The auction is a payment rule p^s(b, b_−)
+(the same for every bidder, symmetric in the others' bids) with the allocation "the highest bid
+wins if it is ≥ the reserve r"; bidder i bids σ_i(v_i). We learn p^s and σ = (σ_1, …, σ_n) jointly:
+
+    max  R = E_v Σ_i p^s(σ_i(v_i), σ_−i(v_−i))
+    s.t. g_i = E_{v_i}[regret_i(v_i)] = 0     (σ is a Bayes–Nash equilibrium: no profitable bid)
+         h_i = E_{v_i}[(−U_i(v_i))⁺] = 0       (interim IR)
+    [+ optionally the ex post IR penalty w · E Σ_i (p^s − v_i a^s_i)⁺].
+
+Reserve gate. With a reserve, bidder i's interim allocation A_i(b) = 1{b ≥ r} Π_{j≠i} G_j(b) jumps by
+A_i(r) at b = r, and in equilibrium her interim payment must jump by v_i* A_i(r) there (v_i*, the type
+bidding r, is indifferent between winning sometimes and never). A continuous p^s cannot do that: the
+types just below v_i* would gain ≈ v_i* A_i(r) by bidding r. :class:`ReserveGate` therefore writes the
+rule as p^s(b, b_−) = 1{b ≥ r} · q(b, b_−) with a learned q (bids below the reserve lose and pay
+nothing), which puts the jump where the allocation jumps. Restricting bids below r to pay 0 loses
+nothing for revenue: such bids never win, and in the optimal (Myerson) mechanism the types that never
+win pay 0 (an interim IR constraint that binds).
+
+Training allocation (smooth relaxation; the evaluation always uses the hard auction). At temperature
+τ the allocation is a softmax over the bids and a reserve slot,
+
+    ã_i(b) = exp(b_i/τ) / (exp(r/τ) + Σ_j exp(b_j/τ)),                                     (S1)
+
+and the reserve gate becomes σ((b − r)/τ) (logistic), the same smoothing of the same step. As τ → 0,
+(S1) → 1{b_i > max(b_−i, r)}; τ is annealed geometrically from τ_0 to τ_1 over training.
+The relaxation can be exploited: bids within a few τ of r are only partly allocated *and* partly
+charged, so a violation of interim IR there is seen as σ((b − r)/τ)·U, and training learns to crowd the
+marginal types' bids next to r and overcharge them, which the hard auction reveals as a gain from
+bidding below r. Straight-through estimates remove this: a quantity takes the value of the hard
+auction and the gradient of the relaxation, x = x_hard + x_soft − stop_gradient(x_soft).
+With ``straight_through=True`` (or for the last fraction f of the steps) ã, p̃ in (S2) take the hard
+auction's values, so the regret, IR and revenue estimates are those of the auction that is evaluated
+(with the 1/S staircase of a hard allocation against S sampled bids); only the gradients are smoothed.
+The gradients with respect to a bid location carry factors 1/τ (the slopes of the logistic steps), so
+when switching late, at small τ, keep the strategies fixed (``straight_through_strategy_lr=0``) and let
+the hard-valued phase correct the rule only.
+
+Sampling. Each step draws B own values per bidder, stratified (v_ik = F_i⁻¹((k + U_k)/B)), and S
+profiles of the others' values by Latin hypercube sampling (column j: F_j⁻¹((π_j(s) + U_sj)/S) with a
+random permutation π_j), independent of the own values. Bidder i's "others" are the S profiles with
+column i removed; all her bids in a step are evaluated against the same S profiles (common random
+numbers), so differences between bids have little Monte Carlo noise, and each interim mean is
+unbiased:
+
+    Â_i(b) = (1/S) Σ_s ã(b, σ_−i(v_−i^s)),    P̂_i(b) = (1/S) Σ_s p̃^s(b, σ_−i(v_−i^s)).       (S2)
+
+Deviations. A grid of D bids covering the bid range [min_i σ_i(low_i), max_i σ_i(high_i)] (and r)
+extended by ``margin`` × its width on both sides, so bids off every bidder's bid space are tried,
+each grid point drawn uniformly inside its cell (a jittered grid, fresh each step); plus the
+equilibrium bid σ_i(v) itself. With U_i(v, b) = v Â_i(b) − P̂_i(b),
+
+    regret_i(v) = max_{b ∈ grid ∪ {σ_i(v)}} U_i(v, b) − U_i(v, σ_i(v)) ≥ 0,                    (S3)
+
+exactly 0 when the grid is empty; g_i is its mean over the B own values. The grid is computed from
+stopped gradients, so the max passes gradients to the rule and to the others' strategies (through
+Â_i, P̂_i) but never moves a deviation bid; U_i(v, σ_i(v)) also moves σ_i.
+
+Interim IR: h_i = mean_k (−U_i(v_ik, σ_i(v_ik)))⁺. Revenue: R̂ = Σ_i mean_k P̂_i(σ_i(v_ik)), an unbiased
+estimate of E Σ_i p^s (own values independent of the others' profiles). Ex post IR (Deb–Pai
+Section 5): each pair (own value v_ik, others' profile s) is an equilibrium profile, and
+Ê_ep = Σ_i mean_{k,s} (p̃^s(σ_i(v_ik), b_−i^s) − v_ik ã(σ_i(v_ik), b_−i^s))⁺.
+
+Objective (augmented Lagrangian, as RegretNet, Dütting et al. 2019):
+
+    L = −R̂ + Σ_i λ_i g_i + (ρ/2) Σ_i g_i² + Σ_i μ_i h_i + (ρ/2) Σ_i h_i² + w Ê_ep,
+
+minimised by Adam (separate learning rates for the rule and the strategies, cosine decay to
+``lr_final`` × lr) in one jitted step covering every bidder (vmap over bidders; no Python loop over
+samples, bids or bidders in the compiled step). Every ``update_every`` steps λ_i ← λ_i + ρ ḡ_i,
+μ_i ← μ_i + ρ h̄_i (means over those steps) and ρ ← min(ρ·``rho_growth``, ``rho_max``).
+
+Learned rules. Any :class:`~diffmech.mechanisms.symmetric_auction.PaymentRule` with array leaves can be
+trained (e.g. :class:`~diffmech.mechanisms.neural.symmetric_payment.DeepSetsPayment`, which costs one
+network call per (bid, profile) pair, B·S per bidder and step). :class:`SeparablePayment` is the
+low-rank form Σ_k α_k(b) ψ̄_k(b_−) of Deb–Pai's event rules, which costs B + S calls, so S can be in
+the thousands. Equilibrium payments have kinks where A_i has kinks (at the ends of the other bidders'
+bid spaces, e.g. P_i is flat above the others' highest bid), so ReLU networks (piecewise linear, kinks
+anywhere) fit them far better than tanh networks.
+
+Warm start (:func:`warm_start`, or ``init_from=h`` in :func:`train_symmetric`): strategies from a hierarchical mechanism's index
+(:meth:`~diffmech.mechanisms.neural.bid_strategy.MonotoneStrategy.init`) and the rule from
+:func:`~diffmech.symmetric_fit.fit_payment_rule` of that mechanism (which fits the interim payments
+(5) under index bidding).
+
+Evaluation: :func:`estimate` computes the same quantities with large samples (chunked) at any τ or
+with the hard auction (τ = None); :func:`~diffmech.equilibrium.check_equilibrium` is the independent
+check (hard allocation, deterministic quadrature over the others, bid grid of step 0.005).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .errors import ConfigError
+from .mechanisms.symmetric_auction import PaymentRule, Strategy, SymmetricAuction, allocation_against, others_index
+
+__all__ = ["ReserveGate", "SeparablePayment", "TrainConfig", "estimate", "train_symmetric", "warm_start", "soft_allocation_outer"]
+
+#: Adam's moment estimates; the learning rates are applied separately (dynamic, per parameter group)
+_ADAM = optax.scale_by_adam()
+
+
+class ReserveGate(PaymentRule):
+    """p^s(b, b_−) = 1{b ≥ r} · base(b, b_−): bids below the reserve pay nothing (module docstring).
+
+    ``relaxed_outer`` is the training version with the gate σ((b − r)/τ).
+    """
+
+    base: PaymentRule
+    reserve: float = eqx.field(static=True)
+
+    def __call__(self, own: Float[Array, " batch"], others: Float[Array, "batch m"]) -> Float[Array, " batch"]:
+        pay = self.base(own, others)
+        return jnp.where(own >= self.reserve, pay, jnp.zeros((), pay.dtype))
+
+    def outer(self, own: Float[Array, " B"], others: Float[Array, "S m"]) -> Float[Array, "B S"]:
+        pay = self.base.outer(own, others)
+        return jnp.where((own >= self.reserve)[:, None], pay, jnp.zeros((), pay.dtype))
+
+    def relaxed_outer(self, own: Float[Array, " B"], others: Float[Array, "S m"], tau) -> Float[Array, "B S"]:
+        gate = jax.nn.sigmoid((own - self.reserve) / tau)
+        return gate[:, None] * _payment_outer(self.base, own, others, tau)
+
+
+class SeparablePayment(PaymentRule):
+    """A low-rank symmetric payment rule, cheap to evaluate on all (bid, others' profile) pairs.
+
+    With normalised bids x = (b − c)/s (centre c, scale s of the bid range given at construction),
+    an own-bid network α: ℝ → ℝ^{K+1} and K features ψ_k of one other bid, pooled by the mean,
+
+        p^s(b, b_−) = s_p [α_0(x) + Σ_k α_k(x) ψ̄_k(b_−)],   ψ̄(b_−) = (1/(n−1)) Σ_j ψ(b_j),
+
+    the form of Deb–Pai's event rules (Observation 1, eq. (7): Σ_j π_j(b) w_j(b_−)) with K learned
+    "events" w = ψ̄ (for two bidders any rank-(K+1) function of (b, b_j)); symmetric in b_− by the
+    mean. ``others_features="events"`` (default): ψ_k(b_j) = σ((β_k − b_j)/h_k), a smoothed
+    "other bid ≤ β_k", with learned cutoffs β_k (initially evenly spaced on the bid range) and widths
+    h_k (initially the spacing), so ψ̄_k is the smoothed type-1 event of Appendix C and bidder i's
+    expected payment is α_0(b) + Σ_k α_k(b) G̃_−i(β_k): different bid distributions G_i give
+    different rows even when they have equal means (a near-linear MLP feature would see only the
+    means, an ill-conditioned start). ``others_features="mlp"``: ψ an MLP of x_j. With ``winner=True`` a second term is paid only by the highest bid,
+
+        + 1{b ≥ max b_−} · s_p [β_0(x) + Σ_k β_k(x) χ̄_k(b_−)],
+
+    so losers' and winners' payments can differ sharply at b = max b_− (what ex post IR needs:
+    losers pay ≤ 0, winners ≤ their value); in training 1{b ≥ max b_−} is relaxed to
+    σ((b − τ logsumexp(b_−/τ))/τ), matching the softmax allocation (S1). ``outer`` on B bids × S
+    profiles costs B + S network calls and a (B, K) × (K, S) product (DeepSets costs B·S calls).
+    """
+
+    own_net: Any
+    others_net: Any
+    cutoffs: Any
+    log_widths: Any
+    features: int = eqx.field(static=True)
+    winner: bool = eqx.field(static=True)
+    centre: float = eqx.field(static=True)
+    scale: float = eqx.field(static=True)
+    pay_scale: float = eqx.field(static=True)
+
+    def __init__(self, bid_low: float, bid_high: float, *, hidden: Sequence[int] = (64, 64), features: int = 8,
+                 winner: bool = False, others_features: str = "events", activation: str = "tanh",
+                 pay_scale: float | None = None, key: PRNGKeyArray):
+        from .mechanisms.neural.public_simple import mlp
+        from .mechanisms.neural.regretnet import ACTIVATIONS, _parse_hidden
+
+        if not (bid_high > bid_low):
+            raise ConfigError(f"the bid range must have bid_high > bid_low, got [{bid_low}, {bid_high}]")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if not isinstance(features, int) or features < 1:
+            raise ConfigError(f"features must be a positive integer, got {features!r}")
+        if others_features not in ("events", "mlp"):
+            raise ConfigError(f"others_features must be 'events' or 'mlp', got {others_features!r}")
+        hidden = _parse_hidden(list(hidden))
+        parts = 2 if winner else 1
+        k1, k2 = jax.random.split(key)
+        self.own_net = mlp(k1, (1,) + hidden + (parts * (features + 1),), activation)
+        dtype = jnp.result_type(float)
+        if others_features == "mlp":
+            self.others_net = mlp(k2, (1,) + hidden + (parts * features,), activation)
+            self.cutoffs = self.log_widths = None
+        else:
+            self.others_net = None
+            K = parts * features
+            spacing = 2.0 / features  # in normalised units, over [−1, 1]
+            cut = np.tile(np.linspace(-1.0 + 0.5 * spacing, 1.0 - 0.5 * spacing, features), parts)
+            self.cutoffs = jnp.asarray(cut, dtype)
+            self.log_widths = jnp.full((K,), np.log(spacing), dtype)
+        self.features, self.winner = features, bool(winner)
+        self.centre = 0.5 * (bid_low + bid_high)
+        self.scale = 0.5 * (bid_high - bid_low)
+        self.pay_scale = float(pay_scale) if pay_scale is not None else max(abs(bid_low), abs(bid_high), 1.0)
+
+    def _own(self, own):
+        return jax.vmap(self.own_net)(((own - self.centre) / self.scale)[:, None])  # (B, parts (K + 1))
+
+    def _pooled(self, others):
+        x = ((others - self.centre) / self.scale)[..., None]  # (S, m, 1)
+        if self.others_net is not None:
+            return jax.vmap(jax.vmap(self.others_net))(x).mean(axis=-2)  # (S, parts K)
+        return jax.nn.sigmoid((self.cutoffs - x) / jnp.exp(self.log_widths)).mean(axis=-2)
+
+    def _combine(self, a, w, win, outer: bool):
+        """s_p[α_0 + α·ψ̄ + win·(β_0 + β·χ̄)]; ``outer``: a (B, ·), w (S, ·) → (B, S)."""
+        K = self.features
+        if outer:
+            base = a[:, :1] + a[:, 1 : K + 1] @ w[:, :K].T
+        else:
+            base = a[:, 0] + jnp.sum(a[:, 1 : K + 1] * w[:, :K], axis=-1)
+        if self.winner:
+            if outer:
+                extra = a[:, K + 1 : K + 2] + a[:, K + 2 :] @ w[:, K:].T
+            else:
+                extra = a[:, K + 1] + jnp.sum(a[:, K + 2 :] * w[:, K:], axis=-1)
+            base = base + win * extra
+        return self.pay_scale * base
+
+    def __call__(self, own: Float[Array, " batch"], others: Float[Array, "batch m"]) -> Float[Array, " batch"]:
+        win = (own >= jnp.max(others, axis=-1)).astype(own.dtype) if self.winner else None
+        return self._combine(self._own(own), self._pooled(others), win, outer=False)
+
+    def outer(self, own: Float[Array, " B"], others: Float[Array, "S m"]) -> Float[Array, "B S"]:
+        win = (own[:, None] >= jnp.max(others, axis=-1)[None, :]).astype(own.dtype) if self.winner else None
+        return self._combine(self._own(own), self._pooled(others), win, outer=True)
+
+    def relaxed_outer(self, own: Float[Array, " B"], others: Float[Array, "S m"], tau) -> Float[Array, "B S"]:
+        win = None
+        if self.winner:
+            top = tau * jax.nn.logsumexp(others / tau, axis=-1)  # smooth max of the others' bids
+            win = jax.nn.sigmoid((own[:, None] - top[None, :]) / tau)
+        return self._combine(self._own(own), self._pooled(others), win, outer=True)
+
+
+def soft_allocation_outer(own: Float[Array, " B"], others: Float[Array, "S m"], reserve, tau) -> Float[Array, "B S"]:
+    """ã(own[b], others[s]) of (S1): σ(own/τ − c_s) with c_s = logsumexp(r/τ, others[s]/τ)."""
+    z = jnp.concatenate([jnp.full(others.shape[:1] + (1,), reserve, others.dtype), others], axis=1) / tau
+    c = jax.nn.logsumexp(z, axis=1)  # (S,)
+    return jax.nn.sigmoid(own[:, None] / tau - c[None, :])
+
+
+def _hard_allocation_outer(own, others, reserve):
+    shape = (own.shape[0], others.shape[0])
+    return allocation_against(jnp.broadcast_to(own[:, None], shape), jnp.broadcast_to(others[None], shape + others.shape[1:]), reserve)
+
+
+def _payment_outer(rule, own, others, tau):
+    """p̃^s(own[b], others[s]): the relaxed gate at temperature τ if the rule has one, else the rule."""
+    if tau is not None and hasattr(rule, "relaxed_outer"):
+        return rule.relaxed_outer(own, others, tau)
+    return rule.outer(own, others)
+
+
+def _straight_through(hard, soft):
+    """The value of ``hard`` with the gradient of ``soft`` (and none of ``hard``'s)."""
+    return jax.lax.stop_gradient(hard) + (soft - jax.lax.stop_gradient(soft))
+
+
+def _bid_tables(rule, bids, vals, others, reserve, tau, mode: str = "none"):
+    """For one bidder: bids ``(M,)`` (with the values ``vals`` ``(M,)`` they are played at), others
+    ``(S, m)`` → Â, P̂ (S2), the ex post excess mean_s (p − v a)⁺ and rate mean_s 1{p > v a + 1e-9}.
+    ``tau`` None: the hard auction. Otherwise the relaxation; with ``mode`` "all" the values of the
+    hard auction and the gradients of the relaxation (module docstring)."""
+    if tau is None:
+        a, p = _hard_allocation_outer(bids, others, reserve), _payment_outer(rule, bids, others, None)
+    else:
+        a, p = soft_allocation_outer(bids, others, reserve, tau), _payment_outer(rule, bids, others, tau)
+        if mode == "all":
+            a = _straight_through(_hard_allocation_outer(bids, others, reserve), a)
+            p = _straight_through(_payment_outer(rule, bids, others, None), p)
+    excess = p - vals[:, None] * a
+    return a.mean(axis=1), p.mean(axis=1), jax.nn.relu(excess).mean(axis=1), (excess > 1e-9).mean(axis=1)
+
+
+def _tables(rule, bids, vals, others, reserve, tau, chunk: int | None, mode: str = "none"):
+    """:func:`_bid_tables` for every bidder (vmap): bids, vals ``(n, M)``, others ``(n, S, m)``; with
+    ``chunk`` the bids are processed ``chunk`` at a time by ``lax.map`` (M must be a multiple)."""
+    one = jax.vmap(lambda b, v, o: _bid_tables(rule, b, v, o, reserve, tau, mode))
+    if chunk is None or chunk >= bids.shape[1]:
+        return one(bids, vals, others)
+    n, M = bids.shape
+    bc = bids.reshape(n, M // chunk, chunk).transpose(1, 0, 2)
+    vc = vals.reshape(n, M // chunk, chunk).transpose(1, 0, 2)
+    out = jax.lax.map(lambda bv: one(bv[0], bv[1], others), (bc, vc))
+    return tuple(x.transpose(1, 0, 2).reshape(n, M) for x in out)
+
+
+def _icdf_columns(priors, u: Float[Array, "N n"]) -> Float[Array, "N n"]:
+    """Column j of ``u`` mapped through F_j⁻¹ (one icdf per prior, assembled at trace time)."""
+    return jnp.stack([jnp.asarray(p.icdf(u[:, j]), u.dtype) for j, p in enumerate(priors)], axis=1)
+
+
+def _sample(priors, key, batch: int, others: int, dtype):
+    """Stratified own values ``(B, n)`` and Latin-hypercube others' profiles ``(S, n)`` (docstring)."""
+    n = len(priors)
+    k1, k2, k3 = jax.random.split(key, 3)
+    u_own = (jnp.arange(batch, dtype=dtype)[:, None] + jax.random.uniform(k1, (batch, n), dtype)) / batch
+    perm = jax.vmap(lambda k: jax.random.permutation(k, others))(jax.random.split(k2, n)).T.astype(dtype)  # (S, n)
+    u_oth = (perm + jax.random.uniform(k3, (others, n), dtype)) / others
+    return _icdf_columns(priors, u_own), _icdf_columns(priors, u_oth)
+
+
+def _deviation_grid(strategy, priors, key, deviations: int, margin: float, reserve, dtype):
+    """The jittered grid of ``deviations`` bids over the extended bid range (stopped gradient)."""
+    lows = jnp.asarray([p.low for p in priors], dtype)
+    highs = jnp.asarray([p.high for p in priors], dtype)
+    ends = jax.lax.stop_gradient(strategy(jnp.stack([lows, highs])))  # (2, n): σ_i at the support ends
+    lo = jnp.minimum(jnp.min(ends), reserve)
+    hi = jnp.maximum(jnp.max(ends), reserve)
+    width = jnp.maximum(hi - lo, 1e-3)
+    lo, hi = lo - margin * width, hi + margin * width
+    cell = (hi - lo) / deviations
+    return lo + (jnp.arange(deviations, dtype=dtype) + jax.random.uniform(key, (deviations,), dtype)) * cell
+
+
+class TrainConfig(NamedTuple):
+    """Static sizes of one step: own values per bidder (B), others' profiles (S), grid bids (D),
+    the grid's margin (fraction of the bid range on each side), and the bid chunk for big estimates."""
+
+    batch: int
+    others: int
+    deviations: int
+    margin: float = 0.25
+    chunk: int | None = None
+    mode: str = "none"
+
+
+def _quantities(rule, strategy, priors, key, reserve, tau, cfg: TrainConfig) -> dict[str, Array]:
+    """Everything the objective needs, estimated on one draw (module docstring, (S2)–(S3))."""
+    n = len(priors)
+    dtype = jnp.result_type(float)
+    k_s, k_g = jax.random.split(key)
+    own_vals, prof = _sample(priors, k_s, cfg.batch, cfg.others, dtype)
+    own_bids = strategy(own_vals)  # (B, n)
+    prof_bids = strategy(prof)  # (S, n)
+    others = jnp.transpose(prof_bids[:, others_index(n)], (1, 0, 2))  # (n, S, n − 1)
+    D = cfg.deviations
+    v = own_vals.T  # (n, B)
+    if D > 0:
+        grid = _deviation_grid(strategy, priors, k_g, D, cfg.margin, reserve, dtype)
+        bids = jnp.concatenate([jnp.broadcast_to(grid, (n, D)), own_bids.T], axis=1)
+        vals = jnp.concatenate([jnp.zeros((n, D), dtype), v], axis=1)
+    else:
+        bids, vals = own_bids.T, v
+    A, P, ep_amount, ep_rate = _tables(rule, bids, vals, others, reserve, tau, cfg.chunk, cfg.mode)
+    u_eq = v * A[:, D:] - P[:, D:]  # (n, B)
+    if D > 0:
+        u_dev = v[:, :, None] * A[:, None, :D] - P[:, None, :D]  # (n, B, D)
+        regret = jax.nn.relu(jnp.max(u_dev, axis=2) - u_eq)
+    else:
+        regret = jnp.zeros_like(u_eq)
+    return {
+        "revenue": jnp.sum(jnp.mean(P[:, D:], axis=1)),
+        "regret": regret.mean(axis=1),
+        "regret_max": regret.max(axis=1),
+        "ir": jax.nn.relu(-u_eq).mean(axis=1),
+        "ex_post": jnp.sum(ep_amount[:, D:].mean(axis=1)),
+        "ex_post_rate": ep_rate[:, D:].mean(),
+        "regret_values": regret,
+        "values": v,
+    }
+
+
+def _loss(params, static, key, hyper, priors, cfg: TrainConfig):
+    rule, strategy = eqx.combine(params, static)
+    q = _quantities(rule, strategy, priors, key, hyper["reserve"], hyper["tau"], cfg)
+    g, h = q["regret"], q["ir"]
+    rho = hyper["rho"]
+    loss = (
+        -q["revenue"]
+        + jnp.sum(hyper["lam"] * g) + 0.5 * rho * jnp.sum(g * g)
+        + jnp.sum(hyper["mu"] * h) + 0.5 * rho * jnp.sum(h * h)
+        + hyper["ex_post_weight"] * q["ex_post"]
+    )
+    aux = {k: q[k] for k in ("revenue", "regret", "regret_max", "ir", "ex_post", "ex_post_rate")}
+    aux["loss"] = loss
+    return loss, aux
+
+
+@eqx.filter_jit
+def _step(params, static, opt_state, key, hyper, priors, cfg: TrainConfig):
+    """One Adam step on the augmented Lagrangian (module docstring), every bidder at once."""
+    (_, aux), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(params, static, key, hyper, priors, cfg)
+    updates, opt_state = _ADAM.update(grads, opt_state)
+    rule_u, strat_u = updates
+    updates = (jax.tree.map(lambda u: -hyper["lr_rule"] * u, rule_u), jax.tree.map(lambda u: -hyper["lr_strategy"] * u, strat_u))
+    return eqx.apply_updates(params, updates), opt_state, aux
+
+
+@eqx.filter_jit
+def _estimate_jit(rule, strategy, priors, key, reserve, tau, cfg: TrainConfig):
+    return _quantities(rule, strategy, priors, key, reserve, tau, cfg)
+
+
+def estimate(auction: SymmetricAuction, priors, *, key: PRNGKeyArray, temperature: float | None = None, batch: int = 1024,
+             others: int = 1024, deviations: int = 512, margin: float = 0.25, chunk: int = 64) -> dict[str, Any]:
+    """The training estimator (S1)–(S3) on one large draw: ``temperature`` τ (soft allocation and gate)
+    or ``None`` for the hard auction. Returns numpy/float: ``revenue``, per bidder ``regret`` (mean),
+    ``regret_max`` (over the B own values), ``ir``, ``ex_post`` (mean excess), ``ex_post_rate``, and
+    the ``(n, B)`` arrays ``values`` and ``regret_values`` (regret_i at each own value)."""
+    priors = tuple(priors)
+    if temperature is not None and not temperature > 0:
+        raise ConfigError(f"temperature must be positive (or None for the hard auction), got {temperature!r}")
+    M = deviations + batch
+    chunk = max(1, min(chunk, M))
+    if M % chunk or deviations % chunk:
+        raise ConfigError(f"deviations ({deviations}) and batch ({batch}) must be multiples of chunk ({chunk})")
+    cfg = TrainConfig(batch, others, deviations, margin, chunk)
+    dtype = jnp.result_type(float)
+    tau = None if temperature is None else jnp.asarray(temperature, dtype)
+    q = _estimate_jit(auction.rule, auction.strategy, priors, key, jnp.asarray(auction.reserve, dtype), tau, cfg)
+    out = {}
+    for k in ("revenue", "ex_post", "ex_post_rate"):
+        out[k] = float(q[k])
+    for k in ("regret", "regret_max", "ir", "regret_values", "values"):
+        out[k] = np.asarray(q[k], np.float64)
+    return out
+
+
+def warm_start(h, rule: PaymentRule, *, key: PRNGKeyArray, n_knots: int = 16, reserve: float = 0.0, gate: bool = True,
+               **fit_options) -> tuple[PaymentRule, Strategy]:
+    """Rule and strategies that start at the hierarchical mechanism ``h``: σ_i fitted to the index
+    I_i (:meth:`MonotoneStrategy.init`) and the rule (reserve-gated if ``gate``) fitted to h's interim
+    payments by :func:`~diffmech.symmetric_fit.fit_payment_rule` (``fit_options`` go there)."""
+    from .mechanisms.neural.bid_strategy import MonotoneStrategy
+    from .symmetric_fit import fit_payment_rule
+
+    if gate and not isinstance(rule, ReserveGate):
+        rule = ReserveGate(rule, float(reserve))
+    rule, _ = fit_payment_rule(rule, h, key=key, **fit_options)
+    return rule, MonotoneStrategy.init(h, n_knots)
+
+
+def _temperatures(temperature, steps: int) -> np.ndarray:
+    if isinstance(temperature, (tuple, list)):
+        if len(temperature) != 2:
+            raise ConfigError(f"temperature must be a number or a (start, end) pair, got {temperature!r}")
+        t0, t1 = float(temperature[0]), float(temperature[1])
+    else:
+        t0 = t1 = float(temperature)
+    if not (t0 > 0 and t1 > 0 and math.isfinite(t0) and math.isfinite(t1)):
+        raise ConfigError(f"temperature must be positive and finite, got {temperature!r}")
+    frac = np.arange(steps) / max(steps - 1, 1)
+    return t0 * (t1 / t0) ** frac
+
+
+def train_symmetric(
+    priors: Sequence,
+    rule: PaymentRule,
+    strategy: Strategy,
+    *,
+    key: PRNGKeyArray,
+    steps: int = 2000,
+    lr: float = 1e-3,
+    strategy_lr: float | None = None,
+    lr_final: float = 0.1,
+    batch: int = 128,
+    deviations: int = 128,
+    others: int = 128,
+    temperature: float | tuple[float, float] = (0.05, 0.005),
+    reserve: float = 0.0,
+    ex_post_ir_weight: float = 0.0,
+    margin: float = 0.25,
+    gate: bool = True,
+    lam0: float = 1.0,
+    rho0: float = 1.0,
+    rho_growth: float = 1.2,
+    rho_max: float = 1e4,
+    update_every: int = 50,
+    ir_constraint: bool = True,
+    straight_through: bool | float = False,
+    straight_through_strategy_lr: float | None = None,
+    init_from=None,
+    fit_options: dict[str, Any] | None = None,
+    log_every: int = 100,
+) -> tuple[SymmetricAuction, list[dict[str, Any]]]:
+    """Train ``rule`` and ``strategy`` for revenue under the interim regret (and IR) constraints
+    (module docstring). ``rule`` is wrapped in :class:`ReserveGate` unless ``gate`` is False or it
+    already is one; ``temperature`` is τ or (τ_0, τ_1) (geometric annealing); ``ex_post_ir_weight``
+    is w. ``straight_through``: the estimates (S2)–(S3) take the values of the hard auction and the
+    gradients of the relaxation (module docstring); True for every step, a fraction f for the last
+    f·steps (a relaxed phase first, then a hard-valued one), in which the strategies learn at
+    ``straight_through_strategy_lr`` (default: their learning rate; 0 freezes them). ``init_from`` (a hierarchical mechanism): warm start by :func:`warm_start` (the strategy is
+    replaced by the index fit with ``strategy.n_knots`` knots, or 16; ``fit_options`` go to
+    ``fit_payment_rule``). Returns ``SymmetricAuction(rule, strategy, reserve)`` and a history of the training
+    estimates (every ``log_every`` steps and at the end: step, τ, loss, revenue, per-bidder regret,
+    regret_max, ir, ex_post, ex_post_rate, λ, μ, ρ)."""
+    priors = tuple(priors)
+    n = len(priors)
+    if n < 2:
+        raise ConfigError("train_symmetric needs at least two bidders")
+    for name, val in (("steps", steps), ("batch", batch), ("others", others), ("update_every", update_every)):
+        if not isinstance(val, int) or val < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {val!r}")
+    if not isinstance(deviations, int) or deviations < 0:
+        raise ConfigError(f"deviations must be a non-negative integer, got {deviations!r}")
+    if not (lr >= 0 and math.isfinite(lr)) or (strategy_lr is not None and not strategy_lr >= 0):
+        raise ConfigError(f"learning rates must be non-negative, got lr={lr!r}, strategy_lr={strategy_lr!r}")
+    if not ex_post_ir_weight >= 0:
+        raise ConfigError(f"ex_post_ir_weight must be >= 0, got {ex_post_ir_weight!r}")
+    if not (margin >= 0 and rho0 > 0 and rho_growth >= 1 and rho_max >= rho0 and lam0 >= 0):
+        raise ConfigError("train_symmetric needs margin >= 0, rho0 > 0, rho_growth >= 1, rho_max >= rho0 and lam0 >= 0")
+    if init_from is not None:
+        rule, strategy = warm_start(init_from, rule, key=jax.random.fold_in(key, 2**31 - 1), n_knots=getattr(strategy, "n_knots", 16),
+                                    reserve=reserve, gate=gate, **(fit_options or {}))
+    if gate:
+        if isinstance(rule, ReserveGate):
+            if rule.reserve != float(reserve):
+                raise ConfigError(f"the rule's reserve gate is at {rule.reserve} but reserve={reserve}; make them equal")
+        else:
+            rule = ReserveGate(rule, float(reserve))
+    taus = _temperatures(temperature, steps)
+    st = float(straight_through)
+    if not 0.0 <= st <= 1.0:
+        raise ConfigError(f"straight_through must be a bool or a fraction of the steps in [0, 1], got {straight_through!r}")
+    st_from = steps - int(round(st * steps))  # the straight-through phase: steps st_from … steps − 1
+    cfgs = (TrainConfig(batch, others, deviations, float(margin), None, "none"),
+            TrainConfig(batch, others, deviations, float(margin), None, "all"))
+    dtype = jnp.result_type(float)
+
+    params, static = eqx.partition((rule, strategy), eqx.is_inexact_array)
+    opt_state = _ADAM.init(params)
+    lam = np.full(n, float(lam0))
+    mu = np.full(n, float(lam0)) if ir_constraint else np.zeros(n)
+    rho = float(rho0)
+    lr_s = lr if strategy_lr is None else strategy_lr
+    lr_s_st = lr_s if straight_through_strategy_lr is None else float(straight_through_strategy_lr)
+    sum_g = jnp.zeros(n, dtype)
+    sum_h = jnp.zeros(n, dtype)
+    count = 0
+    history: list[dict[str, Any]] = []
+    for t in range(steps):
+        decay = lr_final + (1.0 - lr_final) * 0.5 * (1.0 + math.cos(math.pi * t / max(steps - 1, 1)))
+        hyper = {
+            "lr_rule": jnp.asarray(lr * decay, dtype),
+            "lr_strategy": jnp.asarray((lr_s_st if t >= st_from else lr_s) * decay, dtype),
+            "tau": jnp.asarray(taus[t], dtype),
+            "lam": jnp.asarray(lam, dtype),
+            "mu": jnp.asarray(mu, dtype),
+            "rho": jnp.asarray(rho, dtype),
+            "ex_post_weight": jnp.asarray(ex_post_ir_weight, dtype),
+            "reserve": jnp.asarray(reserve, dtype),
+        }
+        params, opt_state, aux = _step(params, static, opt_state, jax.random.fold_in(key, t), hyper, priors, cfgs[int(t >= st_from)])
+        sum_g, sum_h, count = sum_g + aux["regret"], sum_h + aux["ir"], count + 1
+        if (t + 1) % update_every == 0:
+            g_bar, h_bar = np.asarray(sum_g) / count, np.asarray(sum_h) / count
+            if not (np.all(np.isfinite(g_bar)) and np.all(np.isfinite(h_bar))):
+                raise ConfigError(f"training diverged at step {t + 1} (non-finite regret); lower lr or rho_growth")
+            lam = lam + rho * g_bar
+            if ir_constraint:
+                mu = mu + rho * h_bar
+            rho = min(rho * rho_growth, rho_max)
+            sum_g, sum_h, count = jnp.zeros(n, dtype), jnp.zeros(n, dtype), 0
+        if (log_every and (t + 1) % log_every == 0) or t + 1 == steps:
+            rec = {"step": t + 1, "tau": float(taus[t]), "lam": lam.tolist(), "mu": mu.tolist(), "rho": rho}
+            for k, val in aux.items():
+                arr = np.asarray(val, np.float64)
+                rec[k] = float(arr) if arr.ndim == 0 else arr.tolist()
+            history.append(rec)
+    rule, strategy = eqx.combine(params, static)
+    return SymmetricAuction(rule=rule, strategy=strategy, reserve=float(reserve)), history
