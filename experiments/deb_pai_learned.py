@@ -24,7 +24,7 @@ for fewer profiles where a loser pays or a winner pays above her value. Reports 
 violation rate, the losers-pay rate and the best-response regret of each.
 
     python experiments/deb_pai_learned.py a [--steps-cold 12000] [--steps-warm 6000] [--others 2048] [--out PATH]
-    python experiments/deb_pai_learned.py expost [--instance example1] [--steps 4000]
+    python experiments/deb_pai_learned.py expost [--instance example1] [--steps 3000]
 
 Writes ``experiments/results/cpu/deb_pai_learned.json`` (part a) and
 ``experiments/results/cpu/deb_pai_learned_expost.json``.
@@ -217,7 +217,7 @@ def main() -> None:
     ap.add_argument("part", choices=("a", "expost"))
     ap.add_argument("--steps-cold", type=int, default=12000)
     ap.add_argument("--steps-warm", type=int, default=6000)
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 1.0, 10.0])
     ap.add_argument("--instance", choices=sorted(INSTANCES), default="example1")
     ap.add_argument("--seed", type=int, default=0)
