@@ -13,7 +13,7 @@ import copy
 import dataclasses
 import math
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,11 @@ class TrainConfig:
         interim_nodes, interim_samples, interim_reports: interim settings with continuous types —
             own types per agent per step (stratified), sampled profiles of the others where they
             cannot be enumerated (Monte Carlo with common random numbers), and random reports tried
-            besides the own types. Finite type spaces are always exact.
+            besides the own types. Finite type spaces are always exact. Learned symmetric auctions
+            read ``batch`` as own values per bidder, ``interim_samples`` as the others' profiles
+            and ``interim_reports`` as the deviation bids per step.
+        symmetric: the ``[train.symmetric]`` table, options of the symmetric-auction trainer only
+            (:class:`diffmech.symmetric_train.SymmetricOptions`).
     """
 
     steps: int = 2000
@@ -88,8 +92,13 @@ class TrainConfig:
     interim_nodes: int = 32
     interim_samples: int = 256
     interim_reports: int = 16
+    symmetric: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.symmetric:
+            from .symmetric_train import SymmetricOptions
+
+            SymmetricOptions.from_table(self.symmetric)
         if not isinstance(self.constraints, (list, tuple)) or not all(c in CONSTRAINTS for c in self.constraints):
             raise ConfigError(f"train.constraints must be a list drawn from {', '.join(CONSTRAINTS)}, got {self.constraints!r}")
         if len(set(self.constraints)) != len(self.constraints):
@@ -307,7 +316,7 @@ def resolve(cfg: dict) -> Run:
     resolved = {
         "setting": setting.to_config(),
         "mechanism": dict(mcfg),
-        "train": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(train).items()},
+        "train": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(train).items() if k != "symmetric" or v},
         "eval": dataclasses.asdict(ev),
     }
     return Run(resolved, setting, dict(mcfg), train, ev)

@@ -92,6 +92,7 @@ check (hard allocation, deterministic quadrature over the others, bid grid of st
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple, Sequence
 
 import equinox as eqx
@@ -101,144 +102,14 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDiverged
+from .mechanisms.neural.symmetric_payment import ReserveGate, SeparablePayment, relaxed_payment_outer
 from .mechanisms.symmetric_auction import PaymentRule, Strategy, SymmetricAuction, allocation_against, others_index
 
-__all__ = ["ReserveGate", "SeparablePayment", "TrainConfig", "estimate", "train_symmetric", "warm_start", "soft_allocation_outer"]
+__all__ = ["StepSizes", "SymmetricOptions", "estimate", "soft_allocation_outer", "train_run", "train_symmetric", "warm_start"]
 
 #: Adam's moment estimates; the learning rates are applied separately (dynamic, per parameter group)
 _ADAM = optax.scale_by_adam()
-
-
-class ReserveGate(PaymentRule):
-    """p^s(b, b_−) = 1{b ≥ r} · base(b, b_−): bids below the reserve pay nothing (module docstring).
-
-    ``relaxed_outer`` is the training version with the gate σ((b − r)/τ).
-    """
-
-    base: PaymentRule
-    reserve: float = eqx.field(static=True)
-
-    def __call__(self, own: Float[Array, " batch"], others: Float[Array, "batch m"]) -> Float[Array, " batch"]:
-        pay = self.base(own, others)
-        return jnp.where(own >= self.reserve, pay, jnp.zeros((), pay.dtype))
-
-    def outer(self, own: Float[Array, " B"], others: Float[Array, "S m"]) -> Float[Array, "B S"]:
-        pay = self.base.outer(own, others)
-        return jnp.where((own >= self.reserve)[:, None], pay, jnp.zeros((), pay.dtype))
-
-    def relaxed_outer(self, own: Float[Array, " B"], others: Float[Array, "S m"], tau) -> Float[Array, "B S"]:
-        gate = jax.nn.sigmoid((own - self.reserve) / tau)
-        return gate[:, None] * _payment_outer(self.base, own, others, tau)
-
-
-class SeparablePayment(PaymentRule):
-    """A low-rank symmetric payment rule, cheap to evaluate on all (bid, others' profile) pairs.
-
-    With normalised bids x = (b − c)/s (centre c, scale s of the bid range given at construction),
-    an own-bid network α: ℝ → ℝ^{K+1} and K features ψ_k of one other bid, pooled by the mean,
-
-        p^s(b, b_−) = s_p [α_0(x) + Σ_k α_k(x) ψ̄_k(b_−)],   ψ̄(b_−) = (1/(n−1)) Σ_j ψ(b_j),
-
-    the form of Deb–Pai's event rules (Observation 1, eq. (7): Σ_j π_j(b) w_j(b_−)) with K learned
-    "events" w = ψ̄ (for two bidders any rank-(K+1) function of (b, b_j)); symmetric in b_− by the
-    mean. ``others_features="events"`` (default): ψ_k(b_j) = σ((β_k − b_j)/h_k), a smoothed
-    "other bid ≤ β_k", with learned cutoffs β_k (initially evenly spaced on the bid range) and widths
-    h_k (initially the spacing), so ψ̄_k is the smoothed type-1 event of Appendix C and bidder i's
-    expected payment is α_0(b) + Σ_k α_k(b) G̃_−i(β_k): different bid distributions G_i give
-    different rows even when they have equal means (a near-linear MLP feature would see only the
-    means, an ill-conditioned start). ``others_features="mlp"``: ψ an MLP of x_j. With ``winner=True`` a second term is paid only by the highest bid,
-
-        + 1{b ≥ max b_−} · s_p [β_0(x) + Σ_k β_k(x) χ̄_k(b_−)],
-
-    so losers' and winners' payments can differ sharply at b = max b_− (what ex post IR needs:
-    losers pay ≤ 0, winners ≤ their value); in training 1{b ≥ max b_−} is relaxed to
-    σ((b − τ logsumexp(b_−/τ))/τ), matching the softmax allocation (S1). ``outer`` on B bids × S
-    profiles costs B + S network calls and a (B, K) × (K, S) product (DeepSets costs B·S calls).
-    """
-
-    own_net: Any
-    others_net: Any
-    cutoffs: Any
-    log_widths: Any
-    features: int = eqx.field(static=True)
-    winner: bool = eqx.field(static=True)
-    centre: float = eqx.field(static=True)
-    scale: float = eqx.field(static=True)
-    pay_scale: float = eqx.field(static=True)
-
-    def __init__(self, bid_low: float, bid_high: float, *, hidden: Sequence[int] = (64, 64), features: int = 8,
-                 winner: bool = False, others_features: str = "events", activation: str = "tanh",
-                 pay_scale: float | None = None, key: PRNGKeyArray):
-        from .mechanisms.neural.public_simple import mlp
-        from .mechanisms.neural.regretnet import ACTIVATIONS, _parse_hidden
-
-        if not (bid_high > bid_low):
-            raise ConfigError(f"the bid range must have bid_high > bid_low, got [{bid_low}, {bid_high}]")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-        if not isinstance(features, int) or features < 1:
-            raise ConfigError(f"features must be a positive integer, got {features!r}")
-        if others_features not in ("events", "mlp"):
-            raise ConfigError(f"others_features must be 'events' or 'mlp', got {others_features!r}")
-        hidden = _parse_hidden(list(hidden))
-        parts = 2 if winner else 1
-        k1, k2 = jax.random.split(key)
-        self.own_net = mlp(k1, (1,) + hidden + (parts * (features + 1),), activation)
-        dtype = jnp.result_type(float)
-        if others_features == "mlp":
-            self.others_net = mlp(k2, (1,) + hidden + (parts * features,), activation)
-            self.cutoffs = self.log_widths = None
-        else:
-            self.others_net = None
-            K = parts * features
-            spacing = 2.0 / features  # in normalised units, over [−1, 1]
-            cut = np.tile(np.linspace(-1.0 + 0.5 * spacing, 1.0 - 0.5 * spacing, features), parts)
-            self.cutoffs = jnp.asarray(cut, dtype)
-            self.log_widths = jnp.full((K,), np.log(spacing), dtype)
-        self.features, self.winner = features, bool(winner)
-        self.centre = 0.5 * (bid_low + bid_high)
-        self.scale = 0.5 * (bid_high - bid_low)
-        self.pay_scale = float(pay_scale) if pay_scale is not None else max(abs(bid_low), abs(bid_high), 1.0)
-
-    def _own(self, own):
-        return jax.vmap(self.own_net)(((own - self.centre) / self.scale)[:, None])  # (B, parts (K + 1))
-
-    def _pooled(self, others):
-        x = ((others - self.centre) / self.scale)[..., None]  # (S, m, 1)
-        if self.others_net is not None:
-            return jax.vmap(jax.vmap(self.others_net))(x).mean(axis=-2)  # (S, parts K)
-        return jax.nn.sigmoid((self.cutoffs - x) / jnp.exp(self.log_widths)).mean(axis=-2)
-
-    def _combine(self, a, w, win, outer: bool):
-        """s_p[α_0 + α·ψ̄ + win·(β_0 + β·χ̄)]; ``outer``: a (B, ·), w (S, ·) → (B, S)."""
-        K = self.features
-        if outer:
-            base = a[:, :1] + a[:, 1 : K + 1] @ w[:, :K].T
-        else:
-            base = a[:, 0] + jnp.sum(a[:, 1 : K + 1] * w[:, :K], axis=-1)
-        if self.winner:
-            if outer:
-                extra = a[:, K + 1 : K + 2] + a[:, K + 2 :] @ w[:, K:].T
-            else:
-                extra = a[:, K + 1] + jnp.sum(a[:, K + 2 :] * w[:, K:], axis=-1)
-            base = base + win * extra
-        return self.pay_scale * base
-
-    def __call__(self, own: Float[Array, " batch"], others: Float[Array, "batch m"]) -> Float[Array, " batch"]:
-        win = (own >= jnp.max(others, axis=-1)).astype(own.dtype) if self.winner else None
-        return self._combine(self._own(own), self._pooled(others), win, outer=False)
-
-    def outer(self, own: Float[Array, " B"], others: Float[Array, "S m"]) -> Float[Array, "B S"]:
-        win = (own[:, None] >= jnp.max(others, axis=-1)[None, :]).astype(own.dtype) if self.winner else None
-        return self._combine(self._own(own), self._pooled(others), win, outer=True)
-
-    def relaxed_outer(self, own: Float[Array, " B"], others: Float[Array, "S m"], tau) -> Float[Array, "B S"]:
-        win = None
-        if self.winner:
-            top = tau * jax.nn.logsumexp(others / tau, axis=-1)  # smooth max of the others' bids
-            win = jax.nn.sigmoid((own[:, None] - top[None, :]) / tau)
-        return self._combine(self._own(own), self._pooled(others), win, outer=True)
 
 
 def soft_allocation_outer(own: Float[Array, " B"], others: Float[Array, "S m"], reserve, tau) -> Float[Array, "B S"]:
@@ -253,13 +124,6 @@ def _hard_allocation_outer(own, others, reserve):
     return allocation_against(jnp.broadcast_to(own[:, None], shape), jnp.broadcast_to(others[None], shape + others.shape[1:]), reserve)
 
 
-def _payment_outer(rule, own, others, tau):
-    """p̃^s(own[b], others[s]): the relaxed gate at temperature τ if the rule has one, else the rule."""
-    if tau is not None and hasattr(rule, "relaxed_outer"):
-        return rule.relaxed_outer(own, others, tau)
-    return rule.outer(own, others)
-
-
 def _straight_through(hard, soft):
     """The value of ``hard`` with the gradient of ``soft`` (and none of ``hard``'s)."""
     return jax.lax.stop_gradient(hard) + (soft - jax.lax.stop_gradient(soft))
@@ -271,12 +135,12 @@ def _bid_tables(rule, bids, vals, others, reserve, tau, mode: str = "none"):
     ``tau`` None: the hard auction. Otherwise the relaxation; with ``mode`` "all" the values of the
     hard auction and the gradients of the relaxation (module docstring)."""
     if tau is None:
-        a, p = _hard_allocation_outer(bids, others, reserve), _payment_outer(rule, bids, others, None)
+        a, p = _hard_allocation_outer(bids, others, reserve), relaxed_payment_outer(rule, bids, others, None)
     else:
-        a, p = soft_allocation_outer(bids, others, reserve, tau), _payment_outer(rule, bids, others, tau)
+        a, p = soft_allocation_outer(bids, others, reserve, tau), relaxed_payment_outer(rule, bids, others, tau)
         if mode == "all":
             a = _straight_through(_hard_allocation_outer(bids, others, reserve), a)
-            p = _straight_through(_payment_outer(rule, bids, others, None), p)
+            p = _straight_through(relaxed_payment_outer(rule, bids, others, None), p)
     excess = p - vals[:, None] * a
     return a.mean(axis=1), p.mean(axis=1), jax.nn.relu(excess).mean(axis=1), (excess > 1e-9).mean(axis=1)
 
@@ -322,7 +186,7 @@ def _deviation_grid(strategy, priors, key, deviations: int, margin: float, reser
     return lo + (jnp.arange(deviations, dtype=dtype) + jax.random.uniform(key, (deviations,), dtype)) * cell
 
 
-class TrainConfig(NamedTuple):
+class StepSizes(NamedTuple):
     """Static sizes of one step: own values per bidder (B), others' profiles (S), grid bids (D),
     the grid's margin (fraction of the bid range on each side), and the bid chunk for big estimates."""
 
@@ -334,7 +198,7 @@ class TrainConfig(NamedTuple):
     mode: str = "none"
 
 
-def _quantities(rule, strategy, priors, key, reserve, tau, cfg: TrainConfig) -> dict[str, Array]:
+def _quantities(rule, strategy, priors, key, reserve, tau, cfg: StepSizes) -> dict[str, Array]:
     """Everything the objective needs, estimated on one draw (module docstring, (S2)–(S3))."""
     n = len(priors)
     dtype = jnp.result_type(float)
@@ -370,7 +234,7 @@ def _quantities(rule, strategy, priors, key, reserve, tau, cfg: TrainConfig) -> 
     }
 
 
-def _loss(params, static, key, hyper, priors, cfg: TrainConfig):
+def _loss(params, static, key, hyper, priors, cfg: StepSizes):
     rule, strategy = eqx.combine(params, static)
     q = _quantities(rule, strategy, priors, key, hyper["reserve"], hyper["tau"], cfg)
     g, h = q["regret"], q["ir"]
@@ -387,7 +251,7 @@ def _loss(params, static, key, hyper, priors, cfg: TrainConfig):
 
 
 @eqx.filter_jit
-def _step(params, static, opt_state, key, hyper, priors, cfg: TrainConfig):
+def _step(params, static, opt_state, key, hyper, priors, cfg: StepSizes):
     """One Adam step on the augmented Lagrangian (module docstring), every bidder at once."""
     (_, aux), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(params, static, key, hyper, priors, cfg)
     updates, opt_state = _ADAM.update(grads, opt_state)
@@ -397,14 +261,16 @@ def _step(params, static, opt_state, key, hyper, priors, cfg: TrainConfig):
 
 
 @eqx.filter_jit
-def _estimate_jit(rule, strategy, priors, key, reserve, tau, cfg: TrainConfig):
+def _estimate_jit(rule, strategy, priors, key, reserve, tau, cfg: StepSizes):
     return _quantities(rule, strategy, priors, key, reserve, tau, cfg)
 
 
 def estimate(auction: SymmetricAuction, priors, *, key: PRNGKeyArray, temperature: float | None = None, batch: int = 1024,
-             others: int = 1024, deviations: int = 512, margin: float = 0.25, chunk: int = 64) -> dict[str, Any]:
+             others: int = 1024, deviations: int = 512, margin: float = 0.25, chunk: int = 64,
+             straight_through: bool = False) -> dict[str, Any]:
     """The training estimator (S1)–(S3) on one large draw: ``temperature`` τ (soft allocation and gate)
-    or ``None`` for the hard auction. Returns numpy/float: ``revenue``, per bidder ``regret`` (mean),
+    or ``None`` for the hard auction; ``straight_through``: at τ, the values of the hard auction with the
+    relaxation's gradients (what the straight-through phase of training sees). Returns numpy/float: ``revenue``, per bidder ``regret`` (mean),
     ``regret_max`` (over the B own values), ``ir``, ``ex_post`` (mean excess), ``ex_post_rate``, and
     the ``(n, B)`` arrays ``values`` and ``regret_values`` (regret_i at each own value)."""
     priors = tuple(priors)
@@ -414,7 +280,7 @@ def estimate(auction: SymmetricAuction, priors, *, key: PRNGKeyArray, temperatur
     chunk = max(1, min(chunk, M))
     if M % chunk or deviations % chunk:
         raise ConfigError(f"deviations ({deviations}) and batch ({batch}) must be multiples of chunk ({chunk})")
-    cfg = TrainConfig(batch, others, deviations, margin, chunk)
+    cfg = StepSizes(batch, others, deviations, margin, chunk, "all" if straight_through else "none")
     dtype = jnp.result_type(float)
     tau = None if temperature is None else jnp.asarray(temperature, dtype)
     q = _estimate_jit(auction.rule, auction.strategy, priors, key, jnp.asarray(auction.reserve, dtype), tau, cfg)
@@ -453,6 +319,128 @@ def _temperatures(temperature, steps: int) -> np.ndarray:
     return t0 * (t1 / t0) ** frac
 
 
+class _Plan(NamedTuple):
+    """Everything fixed for one training run: the priors, the schedules and the dual rule."""
+
+    priors: tuple
+    steps: int
+    taus: np.ndarray
+    st_from: int  # the straight-through phase: steps st_from … steps − 1
+    sizes: tuple  # (relaxed, straight-through) StepSizes
+    lr: float
+    lr_strategy: float
+    lr_strategy_st: float
+    lr_final: float
+    ex_post_ir_weight: float
+    reserve: float
+    update_every: int
+    rho_growth: float
+    rho_max: float
+    ir_constraint: bool
+
+
+def _initial_state(params, n: int, lam0: float, rho0: float, ir_constraint: bool) -> dict:
+    """The training state after 0 steps. Multipliers and ρ are float64 on the host (numpy, updated
+    every ``update_every`` steps); ``sum_g``/``sum_h`` accumulate the constraint estimates on the device
+    since the last update. The whole dict is saved for resume (array leaves only)."""
+    dtype = jnp.result_type(float)
+    return {
+        "params": params,
+        "opt_state": _ADAM.init(params),
+        "lam": np.full(n, float(lam0)),
+        "mu": np.full(n, float(lam0) if ir_constraint else 0.0),
+        "rho": np.asarray(float(rho0)),
+        "sum_g": jnp.zeros(n, dtype),
+        "sum_h": jnp.zeros(n, dtype),
+        "step": np.asarray(0, np.int64),
+    }
+
+
+def _advance(plan: _Plan, static, state: dict, key: PRNGKeyArray, until: int, log_every: int = 0, on_log=None) -> dict:
+    """Run steps ``state["step"]`` … ``until − 1`` and return the new state. Step t uses the key
+    ``fold_in(key, t)`` and the schedules at t, so stopping after any step and continuing from the
+    saved state gives the same numbers as one uninterrupted run. ``on_log(record)`` is called every
+    ``log_every`` steps and after the last step of the run (the training estimates of that step)."""
+    n = len(plan.priors)
+    dtype = jnp.result_type(float)
+    params, opt_state = state["params"], state["opt_state"]
+    lam, mu, rho = np.array(state["lam"], np.float64), np.array(state["mu"], np.float64), float(state["rho"])
+    sum_g, sum_h = state["sum_g"], state["sum_h"]
+    for t in range(int(state["step"]), until):
+        decay = plan.lr_final + (1.0 - plan.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t / max(plan.steps - 1, 1)))
+        hyper = {
+            "lr_rule": jnp.asarray(plan.lr * decay, dtype),
+            "lr_strategy": jnp.asarray((plan.lr_strategy_st if t >= plan.st_from else plan.lr_strategy) * decay, dtype),
+            "tau": jnp.asarray(plan.taus[t], dtype),
+            "lam": jnp.asarray(lam, dtype),
+            "mu": jnp.asarray(mu, dtype),
+            "rho": jnp.asarray(rho, dtype),
+            "ex_post_weight": jnp.asarray(plan.ex_post_ir_weight, dtype),
+            "reserve": jnp.asarray(plan.reserve, dtype),
+        }
+        params, opt_state, aux = _step(params, static, opt_state, jax.random.fold_in(key, t), hyper, plan.priors, plan.sizes[int(t >= plan.st_from)])
+        sum_g, sum_h = sum_g + aux["regret"], sum_h + aux["ir"]
+        if (t + 1) % plan.update_every == 0:
+            g_bar, h_bar = np.asarray(sum_g, np.float64) / plan.update_every, np.asarray(sum_h, np.float64) / plan.update_every
+            if not (np.all(np.isfinite(g_bar)) and np.all(np.isfinite(h_bar))):
+                raise TrainingDiverged(f"training diverged before step {t + 1} (non-finite regret); lower train.lr or the growth of rho")
+            lam = lam + rho * g_bar
+            if plan.ir_constraint:
+                mu = mu + rho * h_bar
+            rho = min(rho * plan.rho_growth, plan.rho_max)
+            sum_g, sum_h = jnp.zeros(n, dtype), jnp.zeros(n, dtype)
+        if on_log is not None and ((log_every and (t + 1) % log_every == 0) or t + 1 == plan.steps):
+            rec = {"step": t + 1, "tau": float(plan.taus[t]), "lam": lam.tolist(), "mu": mu.tolist(), "rho": rho}
+            for k, val in aux.items():
+                arr = np.asarray(val, np.float64)
+                rec[k] = float(arr) if arr.ndim == 0 else arr.tolist()
+            if not np.isfinite(rec["loss"]):
+                raise TrainingDiverged(f"training diverged before step {t + 1} (non-finite loss); lower train.lr or the growth of rho")
+            on_log(rec)
+    return {"params": params, "opt_state": opt_state, "lam": lam, "mu": mu, "rho": np.asarray(rho),
+            "sum_g": sum_g, "sum_h": sum_h, "step": np.asarray(max(until, int(state["step"])), np.int64)}
+
+
+def _make_plan(priors, *, steps, lr, strategy_lr, lr_final, batch, deviations, others, temperature, reserve, ex_post_ir_weight,
+               margin, rho0, rho_growth, rho_max, lam0, update_every, ir_constraint, straight_through,
+               straight_through_strategy_lr) -> _Plan:
+    n = len(priors)
+    if n < 2:
+        raise ConfigError("a symmetric auction needs at least two bidders")
+    for name, val in (("steps", steps), ("batch", batch), ("others", others), ("update_every", update_every)):
+        if not isinstance(val, int) or val < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {val!r}")
+    if not isinstance(deviations, int) or deviations < 0:
+        raise ConfigError(f"deviations must be a non-negative integer, got {deviations!r}")
+    if not (lr >= 0 and math.isfinite(lr)) or (strategy_lr is not None and not strategy_lr >= 0):
+        raise ConfigError(f"learning rates must be non-negative, got lr={lr!r}, strategy_lr={strategy_lr!r}")
+    if not 0 < lr_final <= 1:
+        raise ConfigError(f"lr_final must be in (0, 1], got {lr_final!r}")
+    if not ex_post_ir_weight >= 0:
+        raise ConfigError(f"ex_post_ir_weight must be >= 0, got {ex_post_ir_weight!r}")
+    if not (margin >= 0 and rho0 > 0 and rho_growth >= 1 and rho_max >= rho0 and lam0 >= 0):
+        raise ConfigError("symmetric-auction training needs margin >= 0, rho > 0, rho_growth >= 1, rho_max >= rho and lambda_init >= 0")
+    st = float(straight_through)
+    if not 0.0 <= st <= 1.0:
+        raise ConfigError(f"straight_through must be a bool or a fraction of the steps in [0, 1], got {straight_through!r}")
+    lr_s = lr if strategy_lr is None else float(strategy_lr)
+    return _Plan(
+        priors=priors, steps=steps, taus=_temperatures(temperature, steps), st_from=steps - int(round(st * steps)),
+        sizes=(StepSizes(batch, others, deviations, float(margin), None, "none"), StepSizes(batch, others, deviations, float(margin), None, "all")),
+        lr=float(lr), lr_strategy=lr_s, lr_strategy_st=lr_s if straight_through_strategy_lr is None else float(straight_through_strategy_lr),
+        lr_final=float(lr_final), ex_post_ir_weight=float(ex_post_ir_weight), reserve=float(reserve), update_every=update_every,
+        rho_growth=float(rho_growth), rho_max=float(rho_max), ir_constraint=bool(ir_constraint),
+    )
+
+
+def _gated(rule: PaymentRule, reserve: float) -> PaymentRule:
+    if isinstance(rule, ReserveGate):
+        if rule.reserve != float(reserve):
+            raise ConfigError(f"the rule's reserve gate is at {rule.reserve} but reserve={reserve}; make them equal")
+        return rule
+    return ReserveGate(rule, float(reserve))
+
+
 def train_symmetric(
     priors: Sequence,
     rule: PaymentRule,
@@ -486,86 +474,153 @@ def train_symmetric(
     """Train ``rule`` and ``strategy`` for revenue under the interim regret (and IR) constraints
     (module docstring). ``rule`` is wrapped in :class:`ReserveGate` unless ``gate`` is False or it
     already is one; ``temperature`` is τ or (τ_0, τ_1) (geometric annealing); ``ex_post_ir_weight``
-    is w. ``straight_through``: the estimates (S2)–(S3) take the values of the hard auction and the
-    gradients of the relaxation (module docstring); True for every step, a fraction f for the last
-    f·steps (a relaxed phase first, then a hard-valued one), in which the strategies learn at
-    ``straight_through_strategy_lr`` (default: their learning rate; 0 freezes them). ``init_from`` (a hierarchical mechanism): warm start by :func:`warm_start` (the strategy is
-    replaced by the index fit with ``strategy.n_knots`` knots, or 16; ``fit_options`` go to
-    ``fit_payment_rule``). Returns ``SymmetricAuction(rule, strategy, reserve)`` and a history of the training
-    estimates (every ``log_every`` steps and at the end: step, τ, loss, revenue, per-bidder regret,
-    regret_max, ir, ex_post, ex_post_rate, λ, μ, ρ)."""
+    is w; the learning rates decay by a cosine to ``lr_final`` × their start. ``straight_through``:
+    the estimates (S2)–(S3) take the values of the hard auction and the gradients of the relaxation
+    (module docstring); True for every step, a fraction f for the last f·steps (a relaxed phase
+    first, then a hard-valued one), in which the strategies learn at ``straight_through_strategy_lr``
+    (default: their learning rate; 0 freezes them). ``init_from`` (a hierarchical mechanism): warm
+    start by :func:`warm_start` (the strategy is replaced by the index fit with
+    ``strategy.n_knots`` knots, or 16; ``fit_options`` go to ``fit_payment_rule``). Returns
+    ``SymmetricAuction(rule, strategy, reserve)`` and a history of the training estimates (every
+    ``log_every`` steps and at the end: step, τ, loss, revenue, per-bidder regret, regret_max, ir,
+    ex_post, ex_post_rate, λ, μ, ρ). ``diffmech train`` runs the same loop from a config, with
+    checkpoints and resume (:func:`train_run`)."""
     priors = tuple(priors)
-    n = len(priors)
-    if n < 2:
-        raise ConfigError("train_symmetric needs at least two bidders")
-    for name, val in (("steps", steps), ("batch", batch), ("others", others), ("update_every", update_every)):
-        if not isinstance(val, int) or val < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {val!r}")
-    if not isinstance(deviations, int) or deviations < 0:
-        raise ConfigError(f"deviations must be a non-negative integer, got {deviations!r}")
-    if not (lr >= 0 and math.isfinite(lr)) or (strategy_lr is not None and not strategy_lr >= 0):
-        raise ConfigError(f"learning rates must be non-negative, got lr={lr!r}, strategy_lr={strategy_lr!r}")
-    if not ex_post_ir_weight >= 0:
-        raise ConfigError(f"ex_post_ir_weight must be >= 0, got {ex_post_ir_weight!r}")
-    if not (margin >= 0 and rho0 > 0 and rho_growth >= 1 and rho_max >= rho0 and lam0 >= 0):
-        raise ConfigError("train_symmetric needs margin >= 0, rho0 > 0, rho_growth >= 1, rho_max >= rho0 and lam0 >= 0")
+    plan = _make_plan(priors, steps=steps, lr=lr, strategy_lr=strategy_lr, lr_final=lr_final, batch=batch, deviations=deviations,
+                      others=others, temperature=temperature, reserve=reserve, ex_post_ir_weight=ex_post_ir_weight, margin=margin,
+                      rho0=rho0, rho_growth=rho_growth, rho_max=rho_max, lam0=lam0, update_every=update_every,
+                      ir_constraint=ir_constraint, straight_through=straight_through,
+                      straight_through_strategy_lr=straight_through_strategy_lr)
     if init_from is not None:
         rule, strategy = warm_start(init_from, rule, key=jax.random.fold_in(key, 2**31 - 1), n_knots=getattr(strategy, "n_knots", 16),
                                     reserve=reserve, gate=gate, **(fit_options or {}))
     if gate:
-        if isinstance(rule, ReserveGate):
-            if rule.reserve != float(reserve):
-                raise ConfigError(f"the rule's reserve gate is at {rule.reserve} but reserve={reserve}; make them equal")
-        else:
-            rule = ReserveGate(rule, float(reserve))
-    taus = _temperatures(temperature, steps)
-    st = float(straight_through)
-    if not 0.0 <= st <= 1.0:
-        raise ConfigError(f"straight_through must be a bool or a fraction of the steps in [0, 1], got {straight_through!r}")
-    st_from = steps - int(round(st * steps))  # the straight-through phase: steps st_from … steps − 1
-    cfgs = (TrainConfig(batch, others, deviations, float(margin), None, "none"),
-            TrainConfig(batch, others, deviations, float(margin), None, "all"))
-    dtype = jnp.result_type(float)
-
+        rule = _gated(rule, reserve)
     params, static = eqx.partition((rule, strategy), eqx.is_inexact_array)
-    opt_state = _ADAM.init(params)
-    lam = np.full(n, float(lam0))
-    mu = np.full(n, float(lam0)) if ir_constraint else np.zeros(n)
-    rho = float(rho0)
-    lr_s = lr if strategy_lr is None else strategy_lr
-    lr_s_st = lr_s if straight_through_strategy_lr is None else float(straight_through_strategy_lr)
-    sum_g = jnp.zeros(n, dtype)
-    sum_h = jnp.zeros(n, dtype)
-    count = 0
+    state = _initial_state(params, len(priors), lam0, rho0, ir_constraint)
     history: list[dict[str, Any]] = []
-    for t in range(steps):
-        decay = lr_final + (1.0 - lr_final) * 0.5 * (1.0 + math.cos(math.pi * t / max(steps - 1, 1)))
-        hyper = {
-            "lr_rule": jnp.asarray(lr * decay, dtype),
-            "lr_strategy": jnp.asarray((lr_s_st if t >= st_from else lr_s) * decay, dtype),
-            "tau": jnp.asarray(taus[t], dtype),
-            "lam": jnp.asarray(lam, dtype),
-            "mu": jnp.asarray(mu, dtype),
-            "rho": jnp.asarray(rho, dtype),
-            "ex_post_weight": jnp.asarray(ex_post_ir_weight, dtype),
-            "reserve": jnp.asarray(reserve, dtype),
-        }
-        params, opt_state, aux = _step(params, static, opt_state, jax.random.fold_in(key, t), hyper, priors, cfgs[int(t >= st_from)])
-        sum_g, sum_h, count = sum_g + aux["regret"], sum_h + aux["ir"], count + 1
-        if (t + 1) % update_every == 0:
-            g_bar, h_bar = np.asarray(sum_g) / count, np.asarray(sum_h) / count
-            if not (np.all(np.isfinite(g_bar)) and np.all(np.isfinite(h_bar))):
-                raise ConfigError(f"training diverged at step {t + 1} (non-finite regret); lower lr or rho_growth")
-            lam = lam + rho * g_bar
-            if ir_constraint:
-                mu = mu + rho * h_bar
-            rho = min(rho * rho_growth, rho_max)
-            sum_g, sum_h, count = jnp.zeros(n, dtype), jnp.zeros(n, dtype), 0
-        if (log_every and (t + 1) % log_every == 0) or t + 1 == steps:
-            rec = {"step": t + 1, "tau": float(taus[t]), "lam": lam.tolist(), "mu": mu.tolist(), "rho": rho}
-            for k, val in aux.items():
-                arr = np.asarray(val, np.float64)
-                rec[k] = float(arr) if arr.ndim == 0 else arr.tolist()
-            history.append(rec)
-    rule, strategy = eqx.combine(params, static)
+    state = _advance(plan, static, state, key, steps, log_every, history.append)
+    rule, strategy = eqx.combine(state["params"], static)
     return SymmetricAuction(rule=rule, strategy=strategy, reserve=float(reserve)), history
+
+
+# ----------------------------------------------------------------------------- diffmech train
+
+
+@dataclass(frozen=True)
+class SymmetricOptions:
+    """Options of this trainer that the generic ``[train]`` table lacks: the ``[train.symmetric]``
+    table. ``strategy_lr`` (default ``train.lr``), ``temperature`` τ or [τ_0, τ_1], ``margin`` of the
+    deviation grid, ``rho_growth`` (ρ ← min(ρ·growth, ``train.rho_max``) every ``train.lambda_every``
+    steps), ``straight_through`` (fraction of the last steps with hard-valued estimates) and
+    ``straight_through_strategy_lr``, ``ex_post_ir_weight`` w, and ``fit_steps`` of the warm start's
+    payment fit (mechanism option ``init``)."""
+
+    strategy_lr: float | None = None
+    temperature: Any = (0.05, 0.005)
+    margin: float = 0.25
+    rho_growth: float = 1.2
+    straight_through: float = 0.0
+    straight_through_strategy_lr: float | None = None
+    ex_post_ir_weight: float = 0.0
+    fit_steps: int = 1500
+
+    @classmethod
+    def from_table(cls, table: Any) -> "SymmetricOptions":
+        if not isinstance(table, dict):
+            raise ConfigError("[train.symmetric] must be a table of key = value pairs")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [train.symmetric]: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        for k, v in table.items():
+            if k == "temperature":
+                ok = (_number(v) and v > 0) or (isinstance(v, list) and len(v) == 2 and all(_number(x) and x > 0 for x in v))
+                if not ok:
+                    raise ConfigError(f"train.symmetric.temperature must be a positive number or [start, end], got {v!r}")
+            elif k == "fit_steps":
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    raise ConfigError(f"train.symmetric.fit_steps must be a positive integer, got {v!r}")
+            elif not _number(v) or v < 0 or not math.isfinite(v):
+                raise ConfigError(f"train.symmetric.{k} must be a non-negative number, got {v!r}")
+        opts = cls(**table)
+        if opts.rho_growth < 1 or opts.straight_through > 1:
+            raise ConfigError("train.symmetric needs rho_growth >= 1 and straight_through in [0, 1]")
+        return opts
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def train_run(run, out_dir=None, *, resume: bool = False, progress: bool = True, callback=None):
+    """``diffmech train`` for a learned symmetric auction (``[mechanism] kind = "symmetric_auction"``
+    with a ``rule``): the loop of :func:`train_symmetric` with the ``[train]`` table mapped onto it —
+    ``batch`` own values per bidder (B), ``interim_samples`` others' profiles (S), ``interim_reports``
+    deviation bids (D), ``lr`` (cosine schedule: to 1% of lr; constant: none), ``lambda_init``,
+    ``rho``, ``rho_max``, ``lambda_every`` (the multiplier updates), ``constraints``
+    (``interim_regret`` and, unless left out, ``interim_ir``) — plus ``[train.symmetric]``
+    (:class:`SymmetricOptions`). Checkpoints every ``ckpt_every`` steps (weights, config, history
+    and the resume state) and resumes from them; a non-finite loss raises :class:`TrainingDiverged`
+    and keeps the last good checkpoint."""
+    import time
+
+    from .mechanisms.analytic.hierarchical import Hierarchical
+    from .trainer import TrainResult, open_run_dir, save_checkpoint
+
+    cfg = run.train
+    opts = SymmetricOptions.from_table(cfg.symmetric)
+    if cfg.method != "augmented_lagrangian":
+        raise ConfigError(f"symmetric auctions train with train.method = \"augmented_lagrangian\", not {cfg.method!r}")
+    chosen = set(cfg.constraints or ("interim_regret", "interim_ir"))
+    if not chosen <= {"interim_regret", "interim_ir"} or "interim_regret" not in chosen:
+        raise ConfigError(f"train.constraints for a symmetric auction must be [\"interim_regret\"] or [\"interim_regret\", \"interim_ir\"], got {list(cfg.constraints)}")
+    priors = tuple(run.setting.priors)
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_fit, k_train = jax.random.split(key, 3)
+    auction = run.build_mechanism(k_init)
+    plan = _make_plan(priors, steps=cfg.steps, lr=cfg.lr, strategy_lr=opts.strategy_lr, lr_final=0.01 if cfg.lr_schedule == "cosine" else 1.0,
+                      batch=cfg.batch, deviations=cfg.interim_reports, others=cfg.interim_samples, temperature=opts.temperature,
+                      reserve=auction.reserve, ex_post_ir_weight=opts.ex_post_ir_weight, margin=opts.margin, rho0=cfg.rho,
+                      rho_growth=opts.rho_growth, rho_max=max(cfg.rho_max, cfg.rho), lam0=cfg.lambda_init, update_every=cfg.lambda_every,
+                      ir_constraint="interim_ir" in chosen, straight_through=opts.straight_through,
+                      straight_through_strategy_lr=opts.straight_through_strategy_lr)
+    params, static = eqx.partition((auction.rule, auction.strategy), eqx.is_inexact_array)
+    state = _initial_state(params, len(priors), cfg.lambda_init, cfg.rho, plan.ir_constraint)
+    out, config_toml, state, history = open_run_dir(run, out_dir, resume, state)
+    if int(state["step"]) == 0 and run.mechanism_cfg.get("init") is not None:
+        h = Hierarchical.from_config(run.setting, {"index": run.mechanism_cfg["init"]})
+        rule, strategy = warm_start(h, auction.rule, key=k_fit, n_knots=auction.strategy.n_knots, reserve=auction.reserve, steps=opts.fit_steps)
+        params, static = eqx.partition((rule, strategy), eqx.is_inexact_array)
+        state = {**state, "params": params, "opt_state": _ADAM.init(params)}
+
+    def mechanism(st):
+        rule, strategy = eqx.combine(st["params"], static)
+        return SymmetricAuction(rule=rule, strategy=strategy, reserve=auction.reserve)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=int(state["step"]), desc="train", dynamic_ncols=True, leave=True)
+
+    def on_log(rec):
+        rec["time"] = round(time.perf_counter() - t0, 3)
+        history.append(rec)
+        if callback is not None:
+            callback(rec)
+        if bar is not None:
+            bar.update(rec["step"] - bar.n)
+            bar.set_postfix({"rev": f"{rec['revenue']:.4f}", "rgt": f"{max(rec['regret_max']):.2e}"})
+
+    t0 = time.perf_counter()
+    try:
+        while int(state["step"]) < cfg.steps:
+            done = min((int(state["step"]) // cfg.ckpt_every + 1) * cfg.ckpt_every, cfg.steps)
+            state = _advance(plan, static, state, k_train, done, cfg.log_every, on_log)
+            if out is not None:
+                save_checkpoint(out, mechanism(state), state, history, config_toml, cfg.seed, done)
+    finally:
+        if bar is not None:
+            bar.close()
+    return TrainResult(mechanism(state), state, history, run, out, time.perf_counter() - t0)

@@ -343,27 +343,17 @@ def train(
     cfg = run.train
     if not run.trainable:
         raise ConfigError(f"mechanism {run.mechanism_cfg['kind']!r} is analytic and has nothing to train; use 'diffmech eval'")
-    out = Path(out_dir) if out_dir is not None else None
+    if getattr(run.mechanism_class, "played_in_equilibrium", False):  # trained with its bidding strategies
+        from .symmetric_train import train_run
+
+        return train_run(run, out_dir, resume=resume, progress=progress, callback=callback)
     key = jax.random.PRNGKey(cfg.seed)
     k_init, k_data, k_state = jax.random.split(key, 3)
     mechanism = run.build_mechanism(k_init)
     trainer = make_trainer(run, mechanism)
     data = training_data(run, k_data)
     state = trainer.init(mechanism, k_state, data)
-    history: list[dict] = []
-    config_toml = run.to_toml()
-
-    if resume:
-        if out is None or not (out / "resume" / "state.json").exists():
-            raise CheckpointError(f"nothing to resume in {out}; run without --resume to start fresh")
-        saved_cfg = (out / "config.toml").read_text() if (out / "config.toml").exists() else None
-        if saved_cfg is not None and _without_steps(saved_cfg) != _without_steps(config_toml):
-            raise ConfigError(f"{out} was started with a different config; use the same config (train.steps may change) or a new --out")
-        state, meta = load_resume(out, state)
-        history = [r for r in read_json(out / "history.json", "history") if r["step"] <= int(state.step)] if (out / "history.json").exists() else []
-        (out / "metrics.json").unlink(missing_ok=True)  # it described the weights about to change
-    elif out is not None and ((out / "resume" / "state.json").exists() or (out / "manifest.json").exists()):
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out, config_toml, state, history = open_run_dir(run, out_dir, resume, state)
 
     step_fn = eqx.filter_jit(functools.partial(_step_and_accumulate, trainer))
     start = int(state.step)
@@ -401,11 +391,7 @@ def train(
                         post["rgt"] = f"{np.mean(rec['regret']):.2e}"
                     bar.set_postfix(post)
             if out is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
-                if not _finite_tree(state.params):
-                    raise TrainingDiverged(
-                        f"parameters became non-finite before step {done}; the last good checkpoint (step {last_saved}) is kept in {out}; lower train.lr"
-                    )
-                _save(out, trainer, state, history, config_toml, cfg.seed, done)
+                save_checkpoint(out, trainer.mechanism(state.params), state, history, config_toml, cfg.seed, done)
                 last_saved = done
     finally:
         if bar is not None:
@@ -426,7 +412,34 @@ def _without_steps(toml_text: str) -> dict | None:
     return cfg
 
 
-def _save(out: Path, trainer: Trainer, state: TrainState, history: list, config_toml: str, seed: int, step: int):
-    save_published(out, trainer.mechanism(state.params), config_toml, seed=seed, step=step)
+def open_run_dir(run: Run, out_dir, resume: bool, state):
+    """The run directory and the state to start from: ``state`` itself for a fresh run (refused if
+    ``out_dir`` already holds one), or the saved state (same pytree structure) and the history up to
+    it with ``resume`` (refused if the config differs other than in ``train.steps``). Returns
+    ``(out, config_toml, state, history)``."""
+    out = Path(out_dir) if out_dir is not None else None
+    config_toml = run.to_toml()
+    history: list[dict] = []
+    if resume:
+        if out is None or not (out / "resume" / "state.json").exists():
+            raise CheckpointError(f"nothing to resume in {out}; run without --resume to start fresh")
+        saved_cfg = (out / "config.toml").read_text() if (out / "config.toml").exists() else None
+        if saved_cfg is not None and _without_steps(saved_cfg) != _without_steps(config_toml):
+            raise ConfigError(f"{out} was started with a different config; use the same config (train.steps may change) or a new --out")
+        state, meta = load_resume(out, state)
+        step = int(meta["step"])
+        history = [r for r in read_json(out / "history.json", "history") if r["step"] <= step] if (out / "history.json").exists() else []
+        (out / "metrics.json").unlink(missing_ok=True)  # it described the weights about to change
+    elif out is not None and ((out / "resume" / "state.json").exists() or (out / "manifest.json").exists()):
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return out, config_toml, state, history
+
+
+def save_checkpoint(out: Path, mechanism, state, history: list, config_toml: str, seed: int, step: int):
+    """Publish ``mechanism`` (weights, config, manifest), the history and the resume state, each
+    file written atomically; refuses non-finite weights (the previous checkpoint is kept)."""
+    if not _finite_tree(state):
+        raise TrainingDiverged(f"parameters became non-finite before step {step}; the last good checkpoint is kept in {out}; lower train.lr")
+    save_published(out, mechanism, config_toml, seed=seed, step=step)
     atomic_write_json(out / "history.json", history)
     save_resume(out, state, {"step": step, "seed": seed})

@@ -49,7 +49,8 @@ from diffmech.mechanisms.analytic.hierarchical import Hierarchical, VirtualValue
 from diffmech.mechanisms.neural.bid_strategy import MonotoneStrategy
 from diffmech.priors import Uniform
 from diffmech.revenue import myerson_revenue
-from diffmech.symmetric_train import SeparablePayment, estimate, train_symmetric, warm_start
+from diffmech.mechanisms.neural.symmetric_payment import SeparablePayment
+from diffmech.symmetric_train import estimate, train_symmetric, warm_start
 
 OUT = Path(__file__).resolve().parent / "results" / "cpu"
 PRIORS = (Uniform(0.0, 1.0), Uniform(0.0, 2.0))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,8 +16,9 @@ from diffmech.mechanisms.analytic.deb_pai import symmetric_implementation
 from diffmech.mechanisms.analytic.hierarchical import AffineIndex, Hierarchical, VirtualValueIndex
 from diffmech.mechanisms.neural.bid_strategy import MonotoneStrategy
 from diffmech.mechanisms.symmetric_auction import PaymentRule, SymmetricAuction
+from diffmech.mechanisms.neural.symmetric_payment import ReserveGate, SeparablePayment
 from diffmech.priors import Uniform
-from diffmech.symmetric_train import ReserveGate, SeparablePayment, TrainConfig, _estimate_jit, estimate, train_symmetric
+from diffmech.symmetric_train import estimate, train_symmetric
 
 
 class FirstPrice(PaymentRule):
@@ -66,7 +70,7 @@ def test_regret_estimator_is_nonnegative_zero_without_deviations_and_exact_for_f
     assert np.all(est["regret_values"] >= 0)
     np.testing.assert_allclose(est["regret"], 1 / 12, atol=1.2e-3)
     np.testing.assert_allclose(est["regret_max"], 1 / 4, atol=2e-3)
-    none = _estimate_jit(auction.rule, auction.strategy, pri, jax.random.PRNGKey(1), jnp.asarray(-1.0), None, TrainConfig(256, 256, 0))
+    none = estimate(auction, pri, key=jax.random.PRNGKey(1), batch=256, others=256, deviations=0)
     assert np.all(np.asarray(none["regret_values"]) == 0)
     # a random learned rule and strategy: regrets are nonnegative, also with the soft allocation
     rule = ReserveGate(SeparablePayment(0.0, 1.0, hidden=(8,), features=3, key=jax.random.PRNGKey(2)), 0.0)
@@ -74,9 +78,9 @@ def test_regret_estimator_is_nonnegative_zero_without_deviations_and_exact_for_f
     e = estimate(rand, pri, key=jax.random.PRNGKey(3), temperature=0.05, batch=256, others=256, deviations=128)
     assert np.all(e["regret_values"] >= 0) and np.all(np.isfinite(e["regret_values"]))
     # straight-through: the values of the hard auction (same draw) whatever τ; the hard draw is nonnegative too
-    cfg = TrainConfig(256, 256, 128, mode="all")
-    st = _estimate_jit(rand.rule, rand.strategy, pri, jax.random.PRNGKey(4), jnp.asarray(0.0), jnp.asarray(0.05), cfg)
-    hard = _estimate_jit(rand.rule, rand.strategy, pri, jax.random.PRNGKey(4), jnp.asarray(0.0), None, cfg)
+    kw = dict(key=jax.random.PRNGKey(4), batch=256, others=256, deviations=128)
+    st = estimate(rand, pri, temperature=0.05, straight_through=True, **kw)
+    hard = estimate(rand, pri, temperature=None, **kw)
     for k in ("revenue", "regret", "ir", "ex_post"):
         np.testing.assert_allclose(st[k], hard[k], rtol=1e-5, atol=1e-7)
     assert np.all(np.asarray(hard["regret_values"]) >= 0)
@@ -161,3 +165,99 @@ def test_bad_options_fail_with_config_errors():
         train_symmetric(pri, ReserveGate(FirstPrice(), 0.5), st, key=jax.random.PRNGKey(0), steps=1, reserve=0.0)
     with pytest.raises(ConfigError, match="two bidders"):
         train_symmetric(pri[:1], FirstPrice(), MonotoneStrategy(pri[:1], 3), key=jax.random.PRNGKey(0), steps=1)
+
+
+CONFIG = """
+[setting]
+kind = "single_item"
+priors = [{ dist = "uniform", low = 0.0, high = 1.0 }, { dist = "uniform", low = 0.0, high = 2.0 }]
+
+[mechanism]
+kind = "symmetric_auction"
+rule = "separable"
+hidden = [16]
+features = 4
+knots = 6
+init = "myerson"
+
+[train]
+steps = 24
+batch = 32
+lr = 3e-3
+lr_schedule = "cosine"
+lambda_every = 4
+interim_samples = 64
+interim_reports = 32
+log_every = 4
+ckpt_every = 8
+
+[train.symmetric]
+temperature = [0.02, 0.005]
+rho_growth = 1.1
+straight_through = 0.5
+fit_steps = 20
+"""
+
+
+def test_diffmech_train_checkpoints_and_resumes_a_learned_symmetric_auction_exactly(tmp_path):
+    """``diffmech train`` on a learned symmetric auction (warm start from Myerson): a run stopped
+    after step 12 (last checkpoint at 8) and resumed ends with the same weights, bit for bit, as an
+    uninterrupted run (step t uses fold_in(key, t) and the schedules at t; the multipliers and the
+    accumulated constraint estimates are part of the saved state); the checkpoint loads into an
+    auction that pays what the trained one pays; the strategies stay strictly increasing."""
+    from diffmech.checkpoint import load
+    from diffmech.config import parse_toml, resolve
+    from diffmech.trainer import train
+
+    run = resolve(parse_toml(CONFIG))
+    full = train(run, tmp_path / "full", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_12(rec):
+        if rec["step"] == 12:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(run, tmp_path / "cut", progress=False, callback=stop_at_12)
+    assert '"step": 8' in (tmp_path / "cut" / "resume" / "state.json").read_text()
+    resumed = train(run, tmp_path / "cut", resume=True, progress=False)
+    assert (tmp_path / "full" / "weights.eqx").read_bytes() == (tmp_path / "cut" / "weights.eqx").read_bytes()
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history] == list(range(4, 25, 4))
+
+    loaded = load(tmp_path / "full").mechanism
+    vals = Uniform(0.0, 1.0).sample(jax.random.PRNGKey(5), (256, 2)) * jnp.asarray([1.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(loaded(vals[..., None]).payments), np.asarray(full.mechanism(vals[..., None]).payments))
+    grid = jnp.stack([jnp.linspace(0.0, 1.0, 50), jnp.linspace(0.0, 2.0, 50)], axis=1)
+    assert np.all(np.diff(np.asarray(loaded.strategy(grid)), axis=0) > 0)
+    # the warm start made the bidders bid Myerson's virtual values (2v − 1, 2v − 2), not their values
+    np.testing.assert_allclose(np.asarray(loaded.strategy(grid[jnp.asarray([0, -1])])), [[-1.0, -2.0], [1.0, 2.0]], atol=0.15)
+
+
+def test_learned_symmetric_auction_bad_configs_fail_with_one_line(tmp_path):
+    """Each bad key is refused before anything is written; the CLI exits 2 with one line."""
+    from diffmech.config import apply_overrides, parse_toml, resolve
+    from diffmech.trainer import train
+
+    cases = [
+        ('mechanism.rule="lstm"', "mechanism.rule"),
+        ("mechanism.bids=[1.0, 0.0]", "mechanism.bids"),
+        ('mechanism.rule="deepsets"', None),  # fine alone; with winner = true it is not
+        ("train.symmetric.temperature=0.0", "temperature"),
+        ("train.symmetric.warm=1", "unknown key"),
+        ('train.method="penalty"', "augmented_lagrangian"),
+        ('train.constraints=["interim_ir"]', "interim_regret"),
+    ]
+    for override, message in cases:
+        overrides = [override] + (["mechanism.winner=true"] if message is None else [])
+        with pytest.raises(ConfigError, match=message or "winner"):
+            train(resolve(apply_overrides(parse_toml(CONFIG), overrides)), tmp_path / "o", progress=False)
+        assert not (tmp_path / "o").exists()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG)
+    proc = subprocess.run([sys.executable, "-m", "diffmech.cli", "train", str(cfg), "--out", str(tmp_path / "o"), "--no-progress",
+                           "--set", "train.symmetric.rho_growth=0.5"], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "rho_growth" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()

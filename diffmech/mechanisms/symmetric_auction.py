@@ -117,17 +117,28 @@ class SymmetricAuction(Mechanism):
     #: evaluated by its bidders' best-response gains (diffmech.evaluate_symmetric), not truthful reports
     played_in_equilibrium: ClassVar[bool] = True
     summary: ClassVar[str] = (
-        "Deb-Pai symmetric auction implementing a hierarchical mechanism in equilibrium (keys: index, cutoff, punishment)"
+        "Deb-Pai symmetric auction: analytic (index, cutoff, punishment) or learned with its bidders' strategies "
+        "(rule, hidden, features, activation, winner, knots, reserve, bids, init)"
     )
+
+    @classmethod
+    def is_trainable(cls, options: dict[str, Any]) -> bool:
+        """Learned when the table names a payment ``rule``; otherwise the analytic construction."""
+        return "rule" in options
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key=None) -> "SymmetricAuction":
         """The Deb–Pai implementation of a hierarchical mechanism: ``index`` as for ``hierarchical``
         (the target, whose index the bidders bid), optional ``cutoff`` (b̂ of the two-bidder rule)
-        and ``punishment`` (P of eq. (9))."""
+        and ``punishment`` (P of eq. (9)). With ``rule``: a learned auction
+        (:func:`~diffmech.mechanisms.neural.symmetric_payment.learned_symmetric_auction`)."""
         from .analytic.deb_pai import symmetric_implementation
         from .analytic.hierarchical import Hierarchical
 
+        if "rule" in options:
+            from .neural.symmetric_payment import learned_symmetric_auction
+
+            return learned_symmetric_auction(setting, options, key)
         check_options(cls.kind, options, ("index", "cutoff", "punishment"))
         for name in ("cutoff", "punishment"):
             v = options.get(name)
