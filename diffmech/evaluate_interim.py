@@ -15,6 +15,13 @@ How the expectations are taken (``interim_method`` in the metrics):
   Deterministic: no maximum over noisy estimates. Ex ante quantities (surplus, budget) use the
   product rule over both agents for one good; with more quantile dimensions (several goods, or a
   common weight) they are sampled (``samples`` profiles) and carry standard errors.
+- the same for n = 1 (the others' expectation is one empty profile) and for types that mix atoms with
+  a payoff-irrelevant continuous coordinate (a dithered social choice): the setting then gives the
+  nodes itself — own types, other agent and ex ante profiles every atom × the midpoint rule in u
+  (``own_type_nodes``, ``quadrature``) — the reports are its exhaustive grid (every atom × a fine
+  grid in u', ``exhaustive_attack``: no gradient ascent, which would leave the atoms), and own
+  types that differ only in the irrelevant coordinate share one best response
+  (:func:`payoff_classes`).
 - ``monte_carlo``: continuous types, n > 2. ``interim_samples`` profiles of the others drawn once
   and shared by every own type and report (common random numbers). The maximum over reports of
   noisy estimates is biased upward; the metrics report the inner standard error of the gain at
@@ -48,7 +55,12 @@ from .evaluate import keep_better
 
 def _own_types(setting, cfg: EvalConfig, key) -> I.Nodes:
     """Own types whose interim regret is measured on a continuous type space: the setting's even
-    product grid of about ``interim_types`` points when it has one (M ≤ 2), else samples."""
+    product grid of about ``interim_types`` points when it has one (M ≤ 2), else samples; a setting
+    may give its own weighted nodes (``setting.own_type_nodes``, e.g. atoms × midpoints in u)."""
+    own = getattr(setting, "own_type_nodes", lambda k: None)(cfg.interim_types)
+    if own is not None:
+        dtype = jnp.result_type(float)
+        return I.Nodes(jnp.asarray(own[0], dtype), jnp.asarray(own[1], dtype))
     grid = setting.attack_grid(cfg.interim_types)
     if grid is None:
         return I.sample_nodes(setting, key, cfg.interim_types)
@@ -58,11 +70,16 @@ def _own_types(setting, cfg: EvalConfig, key) -> I.Nodes:
 
 def _quadrature_nodes(setting, cfg: EvalConfig, copies: int, limit: int = I.MAX_PRODUCT) -> I.Nodes:
     """Gauss–Legendre nodes, ``interim_nodes`` per quantile (per good, plus the common taste with
-    a common weight) halved until ``copies`` agents' product has at most ``limit`` points."""
+    a common weight) halved until ``copies`` agents' product has at most ``limit`` points (counting
+    the nodes the setting returns, which also enumerate atoms when it mixes atoms and quantiles)."""
     per = cfg.interim_nodes
     while per ** (setting.quantile_dim * copies) > limit and per > 2:
         per //= 2
-    return I.quadrature_nodes(setting, per)
+    nodes = I.quadrature_nodes(setting, per)
+    while nodes.points.shape[1] ** copies > limit and per > 2:
+        per //= 2
+        nodes = I.quadrature_nodes(setting, per)
+    return nodes
 
 
 def _others(setting, cfg: EvalConfig, method: str, key):
@@ -194,6 +211,24 @@ def _mean_se(x, w):
     return float(np.sum(np.asarray(w, np.float64) * np.asarray(x, np.float64))), 0.0
 
 
+def payoff_classes(setting, own):
+    """Own types that differ only in payoff-irrelevant coordinates (``setting.payoff_relevant``,
+    e.g. the dither u_i of a social choice) have the same U_i(θ, r) for every report r, so the best
+    response is computed once per class: representatives ``(agents, C, dim)`` and each own type's
+    class ``(agents, K)`` — or ``(own, None)`` when the setting has no such coordinates."""
+    relevant = getattr(setting, "payoff_relevant", lambda x: None)(np.asarray(own, np.float64))
+    if relevant is None:
+        return own, None
+    reps, classes = [], []
+    for i in range(relevant.shape[0]):  # construction-time numpy, one agent at a time
+        _, first, inv = np.unique(relevant[i], axis=0, return_index=True, return_inverse=True)
+        reps.append(np.asarray(own)[i, first])
+        classes.append(inv.reshape(-1))
+    c = max(len(r) for r in reps)
+    reps = np.stack([np.concatenate([r, np.repeat(r[-1:], c - len(r), axis=0)]) for r in reps])
+    return jnp.asarray(reps, own.dtype), np.stack(classes)
+
+
 def interim_regret_metrics(mechanism, setting, cfg: EvalConfig, method: str, k_own, k_oth, k_rnd):
     """Interim regret of every agent at the evaluation's own types (module docstring): the metrics
     ``interim_regret_*``, ``train_interim_regret_mean``, inner-sample counts, and the truthful
@@ -216,13 +251,19 @@ def interim_regret_metrics(mechanism, setting, cfg: EvalConfig, method: str, k_o
         else:
             reports = jnp.concatenate([own, grid.astype(own.dtype)], axis=1)
     # gradient refinement where the report grid is coarse (two goods) or absent (more goods)
-    ascend = method != "exact" and cfg.attack_steps > 0 and not (grid is not None and setting.type_dim == 1)
+    # (none where the setting's grid is exhaustive over atoms, which ascent would leave)
+    ascend = (method != "exact" and cfg.attack_steps > 0 and not (grid is not None and setting.type_dim == 1)
+              and not getattr(setting, "exhaustive_attack", False))
     truthful = np.asarray(_truthful(mechanism, setting, own, others, ow), np.float64)
-    best_u, best_r = best_reports(mechanism, setting, own, reports, others, ow, cfg.chunk)
+    reps, classes = (own, None) if method == "exact" else payoff_classes(setting, own)
+    best_u, best_r = best_reports(mechanism, setting, reps, reports, others, ow, cfg.chunk)
     if method == "exact":
         train_u = best_u
     else:
-        train_u, _ = best_reports(mechanism, setting, own, own, others, ow, cfg.chunk)
+        train_u, _ = best_reports(mechanism, setting, reps, own, others, ow, cfg.chunk)
+        if classes is not None:  # back from one representative per class to every own type
+            take = lambda x: jnp.take_along_axis(x, jnp.asarray(classes).reshape(classes.shape + (1,) * (x.ndim - 2)), axis=1)
+            best_u, best_r, train_u = take(best_u), take(best_r), take(train_u)
         if ascend:
             best_u, best_r = keep_better(best_u, best_r, *_ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr))
     gains = np.maximum(np.asarray(best_u, np.float64) - truthful, 0.0)  # (n, K)

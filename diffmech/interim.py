@@ -33,7 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from .errors import ConfigError
 
@@ -268,13 +268,21 @@ class InterimBatch(eqx.Module):
     others_weights: Float[Array, "agents S"]
     profiles: Float[Array, "P agents dim"]
     profile_weights: Float[Array, " P"]
+    #: optional: own types in classes of equal payoffs (they differ only in a payoff-irrelevant
+    #: coordinate), ``(agents, K)`` class indices, and the first own type of each class ``(agents, C)``
+    own_class: Int[Array, "agents K"] | None = None
+    class_first: Int[Array, "agents C"] | None = None
 
 
 def stratified_nodes(setting, key, k: int) -> Nodes:
     """``k`` Latin-hypercube draws per agent in quantile space (u stratified in k cells with an
     independent random order per quantile, θ = ``setting.from_quantiles(u)``), equal weights: a
     randomised quadrature whose nodes move from step to step, so training sees the whole type
-    space."""
+    space. A setting with its own stratified rule (``setting.stratified(key, k)``, e.g. atoms ×
+    stratified u for a dithered social choice) supplies points and weights itself."""
+    if hasattr(setting, "stratified") and getattr(setting, "stratified_others", False):
+        pts, wts = setting.stratified(key, k)
+        return Nodes(pts, wts)
     n, m = setting.n_agents, setting.quantile_dim
     k_u, k_perm = jax.random.split(key)
     u = (jnp.arange(k)[None, None, :] + jax.random.uniform(k_u, (n, m, k))) / k
@@ -294,6 +302,8 @@ def expectation_method(setting) -> str:
         return "exact"
     if setting.n_agents == 2 and (hasattr(setting, "quadrature") or getattr(setting, "good_priors", None) is not None):
         return "quadrature"
+    if setting.n_agents == 1 and hasattr(setting, "quadrature"):  # no others: the expectation is one empty profile
+        return "quadrature"
     return "monte_carlo"
 
 
@@ -301,7 +311,13 @@ def training_batch(setting, key, cfg, dtype=None) -> InterimBatch:
     """The :class:`InterimBatch` of one training step (jit-compatible). With
     :func:`expectation_method` ``quadrature`` the own types are ``interim_nodes`` stratified draws
     per step (so training covers the whole type space) and the other agent ⌊interim_nodes^(1/M)⌋
-    Gauss–Legendre nodes per good; with ``monte_carlo`` ``interim_nodes`` sampled own types and
+    Gauss–Legendre nodes per good — or, for a setting with ``stratified_others`` (a dithered social
+    choice, whose deterministic mechanisms jump in the others' u), ``interim_samples`` fresh
+    stratified nodes per atom of the other agent every step (a fixed node set could be fitted, and
+    the attack's maximum over u' exploits the draws by about one node per jump: a bias O(1/k) that
+    needs many of them), with the own types grouped in classes of equal payoffs
+    (``setting.stratified_classes``) so that best responses are computed once per class; with
+    ``monte_carlo`` ``interim_nodes`` sampled own types and
     ``interim_samples`` sampled others' profiles."""
     mode = expectation_method(setting)
     if mode == "exact":
@@ -311,10 +327,15 @@ def training_batch(setting, key, cfg, dtype=None) -> InterimBatch:
         return InterimBatch(nodes.points, nodes.weights, nodes.points, others, ow, prof, pw)
     k_own, k_rep, k_oth = jax.random.split(key, 3)
     extra = jnp.swapaxes(setting.sample(k_rep, cfg.interim_reports), 0, 1)
+    classes = first = None
     if mode == "quadrature":
         nodes = stratified_nodes(setting, k_own, cfg.interim_nodes)
         per = max(2, int(math.floor(cfg.interim_nodes ** (1.0 / setting.quantile_dim) + 1e-9)))
-        others, ow = others_profiles(quadrature_nodes(setting, per, nodes.points.dtype))
+        if getattr(setting, "stratified_others", False):
+            others, ow = others_profiles(stratified_nodes(setting, k_oth, cfg.interim_samples))
+            classes, first = (jnp.asarray(c) for c in setting.stratified_classes(cfg.interim_nodes))
+        else:
+            others, ow = others_profiles(quadrature_nodes(setting, per, nodes.points.dtype))
         prof, pw = product_profiles(nodes)
     else:
         nodes = sample_nodes(setting, k_own, cfg.interim_nodes)
@@ -322,7 +343,7 @@ def training_batch(setting, key, cfg, dtype=None) -> InterimBatch:
         prof = setting.sample(jax.random.fold_in(k_oth, 1), cfg.interim_samples)
         pw = jnp.full((cfg.interim_samples,), 1.0 / cfg.interim_samples, prof.dtype)
     reports = jnp.concatenate([nodes.points, extra.astype(nodes.points.dtype)], axis=1)
-    return InterimBatch(nodes.points, nodes.weights, reports, others, ow, prof, pw)
+    return InterimBatch(nodes.points, nodes.weights, reports, others, ow, prof, pw, classes, first)
 
 
 def batch_objective(mechanism, setting, batch: InterimBatch):
@@ -349,7 +370,13 @@ def batch_constraints(mechanism, setting, batch: InterimBatch, names) -> Float[A
     """
     n, k = batch.own.shape[:2]
     rows = []
-    if "interim_regret" in names or "interim_ir" in names:
+    if ("interim_regret" in names or "interim_ir" in names) and batch.own_class is not None:
+        # own types of one class have equal payoffs: U_i(θ, r) once per class, then spread
+        reps = jnp.take_along_axis(batch.own, batch.class_first[..., None], axis=1)
+        table = interim_utility(mechanism, setting, reps, batch.reports, batch.others, batch.others_weights)
+        table = jnp.take_along_axis(table, batch.own_class[..., None], axis=1)
+        truthful = jnp.diagonal(table[:, :, :k], axis1=1, axis2=2)
+    elif "interim_regret" in names or "interim_ir" in names:
         table = interim_utility(mechanism, setting, batch.own, batch.reports, batch.others, batch.others_weights)
         truthful = jnp.diagonal(table[:, :, :k], axis1=1, axis2=2)
     for name in names:

@@ -46,3 +46,27 @@ def public_goods_outcome(provision, inclusion, payments) -> PublicGoodsOutcome:
     return PublicGoodsOutcome(
         alloc=provision[:, None, :] * inclusion, payments=payments, provision=provision, inclusion=inclusion
     )
+
+
+class SocialChoiceOutcome(Outcome):
+    """Outcome of a mechanism in the social-choice setting (Chen–He–Li–Sun, Section 2.2).
+
+    Attributes:
+        choice: ``(batch, K)`` the lottery q^k over the K alternatives (q^k ≥ 0, Σ_k q^k = 1).
+        payments: ``(batch, agents)`` transfer t_i of agent i to the mechanism.
+        alloc: ``(batch, agents, K)`` the lottery repeated for every agent (alloc[b, i, k] = q^k),
+            so that the library's interim averages of ``alloc`` over the other agents' types give
+            the interim allocation Q_i^k(v_i) = E_{v−i} q^k(v_i, v_−i) of each agent.
+
+    Build with :func:`social_choice_outcome`, which keeps ``alloc`` consistent.
+    """
+
+    choice: Float[Array, "batch alternatives"]
+
+
+def social_choice_outcome(choice, payments) -> SocialChoiceOutcome:
+    """The outcome with lottery ``choice`` (batch, K) and transfers ``payments`` (batch, n)."""
+    import jax.numpy as jnp
+
+    alloc = jnp.broadcast_to(choice[:, None, :], (choice.shape[0], payments.shape[1], choice.shape[1]))
+    return SocialChoiceOutcome(alloc=alloc, payments=payments, choice=choice)

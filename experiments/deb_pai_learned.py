@@ -25,6 +25,13 @@ violation rate, the losers-pay rate and the best-response regret of each.
 
     python experiments/deb_pai_learned.py a [--steps-cold 12000] [--steps-warm 6000] [--others 2048] [--out PATH]
     python experiments/deb_pai_learned.py expost [--instance example1] [--steps 3000]
+    python experiments/deb_pai_learned.py runs RUN_DIR [RUN_DIR ...] [--out PATH]
+
+Part ``runs`` — checkpoints of ``diffmech train experiments/deb_pai_u01_u02_learned.toml --seed S``
+(the warm start through the command line): each run's strong evaluation (``metrics.json``, written
+by ``diffmech train``: best-response gains on a bid grid with off-space bids, Monte Carlo revenue)
+plus the deterministic revenue (midpoint rule, 4096 × 4096), the verdict against the bar, and the
+mean ± standard deviation over the runs; writes ``deb_pai_learned_runs.{json,md}``.
 
 Writes ``experiments/results/cpu/deb_pai_learned.json`` (part a) and
 ``experiments/results/cpu/deb_pai_learned_expost.json``.
@@ -213,9 +220,50 @@ def part_expost(args) -> dict:
     return out
 
 
+def part_runs(args) -> dict:
+    from diffmech.checkpoint import load
+
+    h = Hierarchical(PRIORS, [VirtualValueIndex(p) for p in PRIORS])
+    myerson = h.revenue()
+    _, spa = best_anonymous_reserve(PRIORS)
+    rows = {}
+    for d in args.dirs:
+        ck = load(d)
+        m = ck.metrics
+        rec = {"seed": ck.manifest.get("seed"), "steps": ck.manifest.get("step"), "train_seconds": m.get("train_seconds"),
+               "revenue_quadrature": quadrature_revenue(ck.mechanism, PRIORS), "revenue_mc": m["revenue"], "revenue_mc_se": m["revenue_se"],
+               "myerson_mc_same_profiles": m.get("benchmarks", {}).get("myerson"),
+               "check_equilibrium": {"br_gain_max": m["interim_regret_max"], "br_gain": m["interim_regret_per_bidder"],
+                                     "ir_violation_rate": m["ex_post_ir_violation_rate"], "losers_pay_rate": m["losers_pay_rate"]}}
+        rec["verdict"] = _verdict(rec, myerson, spa)
+        rows[str(d)] = rec
+        print(d, json.dumps(_clean({k: rec[k] for k in ("revenue_quadrature", "verdict")})), flush=True)
+    revs = np.array([r["revenue_quadrature"] for r in rows.values()])
+    gains = np.array([r["check_equilibrium"]["br_gain_max"] for r in rows.values()])
+    out = {"config": "experiments/deb_pai_u01_u02_learned.toml", "myerson_revenue": myerson, "spa_best_anonymous_reserve": spa,
+           "runs": rows, "summary": {"revenue_mean": revs.mean(), "revenue_std": revs.std(ddof=1) if len(revs) > 1 else 0.0,
+                                      "br_gain_max_mean": gains.mean(), "br_gain_max_worst": gains.max(),
+                                      "runs_meeting_the_bar": int(sum(all(v for k, v in r["verdict"].items() if k != "revenue_gap_to_myerson")
+                                                                      for r in rows.values()))}}
+    lines = ["| run | seed | train s | revenue (quadrature) | vs Myerson | Monte Carlo (2^18) | best-response gain max | ex post IR violations | meets the bar |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|:--:|"]
+    for d, r in rows.items():
+        v = r["verdict"]
+        ok = v["revenue_within_1pct_of_myerson"] and v["br_regret_at_most_1e-3"] and v["beats_spa_best_anonymous_reserve"]
+        lines.append(f"| {d} | {r['seed']} | {r['train_seconds']:.0f} | {r['revenue_quadrature']:.5f} | {100 * v['revenue_gap_to_myerson']:+.2f}% | "
+                     f"{r['revenue_mc']:.4f} ± {r['revenue_mc_se']:.4f} | {r['check_equilibrium']['br_gain_max']:.2e} | "
+                     f"{r['check_equilibrium']['ir_violation_rate']:.3f} | {'yes' if ok else 'no'} |")
+    sm = out["summary"]
+    lines.append(f"\nmean ± sd over {len(rows)} runs: revenue {sm['revenue_mean']:.5f} ± {sm['revenue_std']:.5f} "
+                 f"(Myerson {myerson:.6f}; second price with the best anonymous reserve {spa:.6f}); worst best-response gain {sm['br_gain_max_worst']:.2e}")
+    out["markdown"] = "\n".join(lines)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("a", "expost"))
+    ap.add_argument("part", choices=("a", "expost", "runs"))
+    ap.add_argument("dirs", nargs="*", help="part runs: checkpoint directories")
     ap.add_argument("--steps-cold", type=int, default=12000)
     ap.add_argument("--steps-warm", type=int, default=6000)
     ap.add_argument("--steps", type=int, default=3000)
@@ -228,12 +276,15 @@ def main() -> None:
     if args.others:
         COMMON["others"] = args.others
     t0 = time.time()
-    res = part_a(args) if args.part == "a" else part_expost(args)
+    res = {"a": part_a, "expost": part_expost, "runs": part_runs}[args.part](args)
     res["total_seconds"] = time.time() - t0
     res["machine"] = {"platform": platform.platform(), "jax": jax.__version__, "devices": str(jax.devices())}
     OUT.mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) if args.out else OUT / ("deb_pai_learned.json" if args.part == "a" else "deb_pai_learned_expost.json")
+    path = Path(args.out) if args.out else OUT / {"a": "deb_pai_learned.json", "expost": "deb_pai_learned_expost.json",
+                                                    "runs": "deb_pai_learned_runs.json"}[args.part]
     path.write_text(json.dumps(_clean(res), indent=1))
+    if "markdown" in res:
+        path.with_suffix(".md").write_text(f"python experiments/deb_pai_learned.py runs {' '.join(args.dirs)}\n\n{res['markdown']}\n")
     print("wrote", path)
 
 

@@ -34,12 +34,13 @@ from .neural.public_general import PublicGeneralNet
 from .neural.public_simple import PublicSimpleNet
 from .neural.regretnet import RegretNet
 from .neural.rochetnet import RochetNet
+from .neural.social_choice_net import SocialChoiceNet
 from .symmetric_auction import SymmetricAuction
 from .transforms import SymmetricExtension, Symmetrised
 
 MECHANISMS: dict[str, type[Mechanism]] = {
     cls.kind: cls
-    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, PublicSimpleNet, PublicGeneralNet, BudgetBalancedPayments, Myerson, Hierarchical, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised, PublicLP, SeparateProvision, NoExclusion, FirstBest, OptimalCutoff, SeparateOptimal, EfficientVCG, AGV, KeM1, FirstPriceRedistribution, KeM2, KeM3, SymmetricAuction)
+    for cls in (RegretNet, RochetNet, AffineMaximizer, EquivariantNet, MonotoneNet, PublicSimpleNet, PublicGeneralNet, BudgetBalancedPayments, Myerson, Hierarchical, SecondPrice, BestReserveSecondPrice, VCG, FirstPrice, ItemwiseMyerson, ManelliVincent, BundlePrice, UniformItemPrice, UniformPrice, RankReversing, SymmetricExtension, Symmetrised, PublicLP, SeparateProvision, NoExclusion, FirstBest, OptimalCutoff, SeparateOptimal, EfficientVCG, AGV, KeM1, FirstPriceRedistribution, KeM2, KeM3, SymmetricAuction, SocialChoiceNet)
 }
 
 

@@ -11,8 +11,9 @@ from .identical_items import IdenticalItems
 from .multi_item import MultiItem
 from .public_goods import PublicGoods
 from .single_item import SingleItem
+from .social_choice import SocialChoice
 
-SETTINGS: dict[str, type[Setting]] = {cls.kind: cls for cls in (SingleItem, MultiItem, IdenticalItems, PublicGoods, Efficient)}
+SETTINGS: dict[str, type[Setting]] = {cls.kind: cls for cls in (SingleItem, MultiItem, IdenticalItems, PublicGoods, Efficient, SocialChoice)}
 
 
 def setting_from_config(cfg: Any) -> Setting:
@@ -24,4 +25,4 @@ def setting_from_config(cfg: Any) -> Setting:
     return SETTINGS[kind].from_config(cfg)
 
 
-__all__ = ["SETTINGS", "Efficient", "IdenticalItems", "MultiItem", "PublicGoods", "Setting", "SingleItem", "setting_from_config"]
+__all__ = ["SETTINGS", "Efficient", "IdenticalItems", "MultiItem", "PublicGoods", "Setting", "SingleItem", "SocialChoice", "setting_from_config"]
