@@ -73,6 +73,7 @@ from .errors import ConfigError
 from .mechanisms.base import Mechanism
 from .outcome import Outcome, SocialChoiceOutcome, social_choice_outcome
 from .purify import NOT_PRESERVED, Purification, _interim, dither_choice, latin_counts, vertex_purify
+from .social_choice_lp import _others_weight, _own_first, interim_utility_tables
 
 __all__ = ["ChoiceView", "choice_view", "Dithered", "LatinTable", "purify_vertex", "purify_dither", "PURIFY_EVAL"]
 
@@ -345,13 +346,10 @@ def _run(mechanism, spec, profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(lots), np.concatenate(pays)
 
 
-def _own_first(table: np.ndarray, i: int, n: int) -> np.ndarray:
-    moved = np.moveaxis(table, i, 0)
-    return moved.reshape(moved.shape[0], -1, *table.shape[n:])
-
-
-def _others_weight(probs, i: int) -> np.ndarray:
-    return reduce(np.multiply.outer, [p for j, p in enumerate(probs) if j != i], np.ones(())).reshape(-1)
+def _interim_transfers(pay: np.ndarray, probs) -> list[np.ndarray]:
+    """T_i(r) = Σ_{t−i} p_−i(t_−i) pay_i(r, t_−i) for every agent, ``(T_i,)`` each."""
+    n = len(probs)
+    return [_own_first(pay[..., i], i, n) @ _others_weight(probs, i) for i in range(n)]
 
 
 def table_metrics(q: np.ndarray, pay: np.ndarray, u: np.ndarray, probs) -> dict[str, float]:
@@ -362,12 +360,8 @@ def table_metrics(q: np.ndarray, pay: np.ndarray, u: np.ndarray, probs) -> dict[
     max_r U_i(t_i, r) − U_i(t_i, t_i) (mean: over agents of the p_i-weighted mean; max), interim IR
     violation max(0, −U_i(t_i, t_i)), surplus Σ_t p(t) Σ_k q Σ_i u_i^k, revenue Σ_t p(t) Σ_i pay_i.
     """
-    n = len(probs)
     regrets, ir = [], []
-    for i in range(n):  # one vectorised block per agent
-        w = _others_weight(probs, i)
-        ui, qi, pi = _own_first(u[..., i, :], i, n), _own_first(q, i, n), _own_first(pay[..., i], i, n)
-        U = np.einsum("ark,brk,r->ab", ui, qi, w) - (pi @ w)[None, :]
+    for U in interim_utility_tables(q, _interim_transfers(pay, probs), u, probs):  # (T_i, T_i) per agent
         truth = np.diag(U)
         regrets.append(np.maximum(U.max(axis=1) - truth, 0.0))
         ir.append(np.maximum(-truth, 0.0))
@@ -461,7 +455,7 @@ def purify_vertex(mechanism, view: ChoiceView, *, R: int | None = None, grid: in
             r = grid_setting.moment_tables()[1]
             moments = [r[..., i, :, :] for i in range(n)]
         u = grid_setting.payoff_table()
-        transfers = [_own_first(pay_t[..., i], i, n) @ _others_weight(probs, i) for i in range(n)]  # T_i(r)
+        transfers = _interim_transfers(pay_t, probs)  # T_i(r)
         t1 = time.perf_counter()
         vp = vertex_purify(q, probs, moments)
         t2 = time.perf_counter()

@@ -527,6 +527,7 @@ class SymmetricOptions:
 
     @classmethod
     def from_table(cls, table: Any) -> "SymmetricOptions":
+        from .config import _is_number
         if not isinstance(table, dict):
             raise ConfigError("[train.symmetric] must be a table of key = value pairs")
         known = {f.name for f in fields(cls)}
@@ -535,22 +536,18 @@ class SymmetricOptions:
             raise ConfigError(f"unknown key(s) in [train.symmetric]: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         for k, v in table.items():
             if k == "temperature":
-                ok = (_number(v) and v > 0) or (isinstance(v, list) and len(v) == 2 and all(_number(x) and x > 0 for x in v))
+                ok = (_is_number(v) and v > 0) or (isinstance(v, list) and len(v) == 2 and all(_is_number(x) and x > 0 for x in v))
                 if not ok:
                     raise ConfigError(f"train.symmetric.temperature must be a positive number or [start, end], got {v!r}")
             elif k == "fit_steps":
                 if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                     raise ConfigError(f"train.symmetric.fit_steps must be a positive integer, got {v!r}")
-            elif not _number(v) or v < 0 or not math.isfinite(v):
+            elif not _is_number(v) or v < 0 or not math.isfinite(v):
                 raise ConfigError(f"train.symmetric.{k} must be a non-negative number, got {v!r}")
         opts = cls(**table)
         if opts.rho_growth < 1 or opts.straight_through > 1:
             raise ConfigError("train.symmetric needs rho_growth >= 1 and straight_through in [0, 1]")
         return opts
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def train_run(run, out_dir=None, *, resume: bool = False, progress: bool = True, callback=None):
