@@ -1,4 +1,4 @@
-"""The ``diffmech`` command: demo, train, eval, compare, lp, purify, list.
+"""The ``diffmech`` command: demo, train, sweep, eval, compare, lp, purify, list.
 
 Every user error is one line on stderr (``diffmech: error: ...``) with exit code 2; a training run
 that diverges (non-finite loss) exits with code 3 and keeps its last good checkpoint.
@@ -70,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (dotted, list indices allowed)")
     p.add_argument("--no-eval", action="store_true", help="skip the final strong evaluation")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("sweep", help="train seeds × a grid of hyperparameters, vmapped together where shapes agree")
+    p.add_argument("config")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per grid point: train.seed, train.seed+1, ... (default 1)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="values of a config key to sweep (repeat for a product), e.g. --grid train.lr=0.001,0.003")
+    p.add_argument("--out", help="sweep directory (default: runs/<config name>-sweep)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out; finished runs are not redone")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of every run")
+    p.add_argument("--no-eval", action="store_true", help="skip the strong evaluation of each run")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("eval", help="evaluate a checkpoint directory or an analytic config")
@@ -304,6 +316,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .config import apply_overrides, load_config
+    from .sweep import parse_grid, run_sweep
+
+    overrides = list(args.set)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    base = apply_overrides(load_config(args.config), overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-sweep"
+    run_sweep(base, args.seeds, parse_grid(args.grid), out, resume=args.resume, evaluate_runs=not args.no_eval,
+              progress=not args.no_progress)
+    print((out / "results.md").read_text(), end="")
+    print(f"sweep: {out} (results.csv, results.md, results.png; one run directory per run)")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .evaluate import evaluate
 
@@ -514,7 +542,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "lp": cmd_lp, "purify": cmd_purify,
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "compare": cmd_compare, "lp": cmd_lp, "purify": cmd_purify,
             "list": cmd_list}
 
 

@@ -264,28 +264,35 @@ def apply_overrides(cfg: dict, overrides: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r} must look like key=value, e.g. --set train.steps=500")
         key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"--set {item!r}: empty component in the key {key!r}")
-        node: Any = cfg
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            where = ".".join(parts[: depth + 1])
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"--set {item!r}: {where} is not an index of a list of length {len(node)}")
-                idx: Any = int(part)
-            elif isinstance(node, dict):
-                idx = part
-            else:
-                raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a table or list")
-            if last:
-                node[idx] = _parse_value(value.strip())
-            else:
-                if isinstance(node, dict) and idx not in node:
-                    node[idx] = {}
-                node = node[idx]
+        set_value(cfg, key.strip(), _parse_value(value.strip()), where=f"--set {item!r}")
     return cfg
+
+
+def set_value(cfg: dict, key: str, value: Any, where: str = "") -> None:
+    """Set the dotted ``key`` (integer components index lists) of ``cfg`` in place, creating
+    missing tables; ``where`` prefixes the error message."""
+    where = where or key
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"{where}: empty component in the key {key!r}")
+    node: Any = cfg
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        here = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{where}: {here} is not an index of a list of length {len(node)}")
+            idx: Any = int(part)
+        elif isinstance(node, dict):
+            idx = part
+        else:
+            raise ConfigError(f"{where}: {'.'.join(parts[:depth])} is a value, not a table or list")
+        if last:
+            node[idx] = value
+        else:
+            if isinstance(node, dict) and idx not in node:
+                node[idx] = {}
+            node = node[idx]
 
 
 def resolve(cfg: dict) -> Run:

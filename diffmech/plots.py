@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .errors import ConfigError, DiffmechError
 
-__all__ = ["plot_training", "plot_maps", "plot_item_maps", "item_map_arrays", "plot_revenue_bars"]
+__all__ = ["plot_training", "plot_maps", "plot_item_maps", "item_map_arrays", "plot_revenue_bars", "plot_sweep"]
 
 DPI = 110
 #: above this many points a curve is drawn without markers
@@ -535,4 +535,26 @@ def plot_revenue_bars(
     ax.set_ylabel("revenue")
     ax.axhline(0.0, color="0.3", linewidth=0.8)
     ax.margins(y=0.15)
+    return _save(fig, path)
+
+
+def plot_sweep(summary: Sequence[Mapping], keys: Sequence[str], objective: str, path: str | os.PathLike) -> Path:
+    """A sweep's results: the objective and the regret of every grid point, mean ± sd over seeds.
+
+    ``summary`` rows come from :func:`diffmech.sweep.summarise`; ``keys`` are the grid's keys.
+    """
+    labels = [", ".join(f"{k.split('.')[-1]}={s.get(k)}" for k in keys) or "base" for s in summary]
+    regret = next((m for m in ("regret_max", "interim_regret_max", "regret_mean") if any(m in s for s in summary)), None)
+    panels = [objective] + ([regret] if regret else [])
+    fig = _new_figure((max(4.0, 1.1 * len(summary) + 2.5), 3.2 * len(panels)))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    x = np.arange(len(summary))
+    for ax, metric in zip(axes, panels):
+        mean = np.array([s.get(metric, np.nan) for s in summary], dtype=float)
+        sd = np.array([s.get(f"{metric}_sd", 0.0) for s in summary], dtype=float)
+        ax.errorbar(x, mean, yerr=sd, fmt="o", capsize=4)
+        ax.set_ylabel(metric)
+        ax.set_xticks(x, labels if ax is axes[-1] else [""] * len(x), rotation=30 if len(summary) > 3 else 0, ha="right" if len(summary) > 3 else "center")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("sweep: mean ± sd over seeds")
     return _save(fig, path)

@@ -48,6 +48,7 @@ class TrainState(eqx.Module):
     key: PRNGKeyArray
     mis_cache: Float[Array, "train_size starts agents dim"]
     nonfinite: Any  # bool scalar: a non-finite loss was seen since the last check
+    lr: Float[Array, ""]  # the peak learning rate, a state leaf so that runs can be vmapped over it
 
 
 # ----------------------------------------------------------------------------- dual rules
@@ -188,6 +189,7 @@ class Trainer:
             key=key,
             mis_cache=mis,
             nonfinite=jnp.asarray(False),
+            lr=jnp.asarray(self.cfg.lr, data.dtype),
         )
 
     def batch_indices(self, step, key):
@@ -249,6 +251,7 @@ class Trainer:
     def _finish(self, state: TrainState, loss_fn, cache) -> tuple[TrainState, dict]:
         (loss, (obj, g)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        updates = jax.tree_util.tree_map(lambda u: -state.lr * u, updates)  # the optimizer has unit rate
         params = eqx.apply_updates(state.params, updates)
         lam, rho = self.dual.update(state.lam, state.rho, g, obj, state.step)
         new = TrainState(
@@ -260,6 +263,7 @@ class Trainer:
             key=state.key,
             mis_cache=cache,
             nonfinite=state.nonfinite | ~jnp.isfinite(loss),
+            lr=state.lr,
         )
         return new, {"loss": loss, "objective": obj, "g": g, "lam": lam, "rho": rho}
 
@@ -267,8 +271,18 @@ class Trainer:
 def make_trainer(run: Run, mechanism) -> Trainer:
     _, static = eqx.partition(mechanism, eqx.is_inexact_array)
     cfg = run.train
-    lr = optax.cosine_decay_schedule(cfg.lr, cfg.steps, alpha=0.01) if cfg.lr_schedule == "cosine" else cfg.lr
-    return Trainer(run.setting, static, optax.adam(lr), dual_rule(cfg), constraint_names(mechanism, run.setting, cfg), cfg)
+    return Trainer(run.setting, static, unit_rate_adam(cfg), dual_rule(cfg), constraint_names(mechanism, run.setting, cfg), cfg)
+
+
+def unit_rate_adam(cfg) -> optax.GradientTransformation:
+    """Adam's direction times the schedule's shape, at unit learning rate.
+
+    The step multiplies the result by −``state.lr``: Adam is equivariant to the rate, so this is
+    ``optax.adam(lr)`` with the rate held in the state, where runs vmapped together can differ.
+    """
+    if cfg.lr_schedule == "cosine":
+        return optax.chain(optax.scale_by_adam(), optax.scale_by_schedule(optax.cosine_decay_schedule(1.0, cfg.steps, alpha=0.01)))
+    return optax.scale_by_adam()
 
 
 def training_data(run: Run, key: PRNGKeyArray):
@@ -325,6 +339,82 @@ def _finite_tree(tree) -> bool:
     return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
 
 
+def init_run(run: Run):
+    """The mechanism, trainer, training set and initial state of ``run`` (all from its seed)."""
+    key = jax.random.PRNGKey(run.train.seed)
+    k_init, k_data, k_state = jax.random.split(key, 3)
+    mechanism = run.build_mechanism(k_init)
+    trainer = make_trainer(run, mechanism)
+    data = training_data(run, k_data)
+    return trainer, data, trainer.init(mechanism, k_state, data)
+
+
+def fit(
+    trainer: Trainer,
+    state: TrainState,
+    data,
+    *,
+    lanes: int | None,
+    on_record: Callable[[int, dict, Any, float], None],
+    on_checkpoint: Callable[[int, TrainState], None],
+    progress: bool,
+    desc: str = "train",
+) -> tuple[TrainState, float]:
+    """Advance ``state`` to ``train.steps``: the compiled step is dispatched without host
+    synchronisation, which happens only every ``log_every`` steps, when
+    ``on_record(step, metrics, nonfinite, elapsed)`` receives the host copies of the metrics
+    (averaged since the last record) and of the non-finite flag. ``on_checkpoint(step, state)`` runs
+    every ``ckpt_every`` steps and at the end.
+
+    ``lanes = K`` trains K runs stacked on a leading axis (state and data) in one vmapped step.
+    Returns the final state and the seconds spent.
+    """
+    cfg = trainer.cfg
+    one = functools.partial(_step_and_accumulate, trainer)
+    step_fn = eqx.filter_jit(one if lanes is None else jax.vmap(one))
+    zeros = _zero_sums(trainer, data.dtype)
+    if lanes is not None:
+        zeros = jax.tree_util.tree_map(lambda z: jnp.broadcast_to(z, (lanes, *z.shape)), zeros)
+    start = int(np.max(jax.device_get(state.step)))
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=desc, dynamic_ncols=True, leave=True)
+    acc, count = zeros, 0
+    try:
+        for step in range(start, cfg.steps):
+            state, metrics, acc = step_fn(state, data, acc)  # dispatched; no host sync
+            count += 1
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                host, nonfinite = jax.device_get(({**metrics, **_mean(acc, count)}, state.nonfinite))
+                acc, count = zeros, 0
+                on_record(done, host, nonfinite, time.perf_counter() - t0)
+                if bar is not None:
+                    post = {trainer.setting.objective[:3]: f"{np.mean(host['objective']):.4f}"}
+                    if "regret" in trainer.names:
+                        post["rgt"] = f"{np.mean(np.asarray(host['g'])[..., trainer.names.index('regret'), :]):.2e}"
+                    bar.set_postfix(post)
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                on_checkpoint(done, state)
+    finally:
+        if bar is not None:
+            bar.close()
+    return state, time.perf_counter() - t0
+
+
+def diverged_message(step: int, out, last_saved: int) -> str:
+    return (
+        f"training diverged before step {step} (non-finite loss); "
+        + (f"the last good checkpoint (step {last_saved}) is kept in {out}; " if out is not None and last_saved > 0 else "")
+        + "lower train.lr or the penalty (train.rho) and try again"
+    )
+
+
 def train(
     run: Run,
     out_dir: str | Path | None = None,
@@ -347,56 +437,25 @@ def train(
         from .symmetric_train import train_run
 
         return train_run(run, out_dir, resume=resume, progress=progress, callback=callback)
-    key = jax.random.PRNGKey(cfg.seed)
-    k_init, k_data, k_state = jax.random.split(key, 3)
-    mechanism = run.build_mechanism(k_init)
-    trainer = make_trainer(run, mechanism)
-    data = training_data(run, k_data)
-    state = trainer.init(mechanism, k_state, data)
+    trainer, data, state = init_run(run)
     out, config_toml, state, history = open_run_dir(run, out_dir, resume, state)
+    saved = [int(state.step)]
 
-    step_fn = eqx.filter_jit(functools.partial(_step_and_accumulate, trainer))
-    start = int(state.step)
-    t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def on_record(done, host, nonfinite, elapsed):
+        rec = _record(trainer, host, done, elapsed)
+        if bool(nonfinite) or not np.isfinite(rec["loss"]):
+            raise TrainingDiverged(diverged_message(done, out, saved[0]))
+        history.append(rec)
+        if callback is not None:
+            callback(rec)
 
-        bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True, leave=True)
-    last_saved = start
-    zeros = _zero_sums(trainer, data.dtype)
-    acc, count = zeros, 0
-    try:
-        for step in range(start, cfg.steps):
-            state, metrics, acc = step_fn(state, data, acc)  # dispatched; no host sync
-            count += 1
-            done = step + 1
-            if bar is not None:
-                bar.update(1)
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                rec = _record(trainer, {**metrics, **_mean(acc, count)}, done, time.perf_counter() - t0)
-                acc, count = zeros, 0
-                if bool(state.nonfinite) or not np.isfinite(rec["loss"]):
-                    raise TrainingDiverged(
-                        f"training diverged before step {done} (non-finite loss); "
-                        + (f"the last good checkpoint (step {last_saved}) is kept in {out}; " if out is not None and last_saved > 0 else "")
-                        + "lower train.lr or the penalty (train.rho) and try again"
-                    )
-                history.append(rec)
-                if callback is not None:
-                    callback(rec)
-                if bar is not None:
-                    post = {trainer.setting.objective[:3]: f"{rec[trainer.setting.objective]:.4f}"}
-                    if "regret" in rec:
-                        post["rgt"] = f"{np.mean(rec['regret']):.2e}"
-                    bar.set_postfix(post)
-            if out is not None and (done % cfg.ckpt_every == 0 or done == cfg.steps):
-                save_checkpoint(out, trainer.mechanism(state.params), state, history, config_toml, cfg.seed, done)
-                last_saved = done
-    finally:
-        if bar is not None:
-            bar.close()
-    return TrainResult(trainer.mechanism(state.params), state, history, run, out, time.perf_counter() - t0)
+    def on_checkpoint(done, state):
+        if out is not None:
+            save_checkpoint(out, trainer.mechanism(state.params), state, history, config_toml, cfg.seed, done)
+            saved[0] = done
+
+    state, seconds = fit(trainer, state, data, lanes=None, on_record=on_record, on_checkpoint=on_checkpoint, progress=progress)
+    return TrainResult(trainer.mechanism(state.params), state, history, run, out, seconds)
 
 
 def _without_steps(toml_text: str) -> dict | None:

@@ -29,6 +29,10 @@ class Setting(eqx.Module):
     #: or ``"interim"`` (Bayesian, in expectation over the other agents' types)
     ic: ClassVar[str] = "ex_post"
     ir: ClassVar[str] = "ex_post"
+    #: the training step reads the prior only through :meth:`type_bounds` (the prior enters by the
+    #: sampled training set), so runs that differ only in priors with the same bounds can be
+    #: trained together in one vmapped step (:mod:`diffmech.sweep`)
+    priors_via_data: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod

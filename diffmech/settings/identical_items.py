@@ -38,6 +38,7 @@ class IdenticalItems(Setting):
 
     source: MultiItem
     kind: ClassVar[str] = "identical_items"
+    priors_via_data: ClassVar[bool] = True
     summary: ClassVar[str] = (
         "n identical units, one buyer with decreasing marginal values = sorted values of an exchangeable "
         "prior (keys: n_items, prior, common_weight)"

@@ -58,6 +58,7 @@ class MultiItem(Setting):
     valuation: str = eqx.field(static=True)
     common_weight: float = eqx.field(static=True)
     kind: ClassVar[str] = "multi_item"
+    priors_via_data: ClassVar[bool] = True
     summary: ClassVar[str] = (
         "m items, n bidders, additive or unit-demand values, independent or exchangeable priors "
         "(keys: n_agents, n_items, prior | item_priors | priors, valuation, common_weight)"

@@ -25,6 +25,7 @@ class SingleItem(Setting):
 
     priors: tuple[Prior, ...]
     kind: ClassVar[str] = "single_item"
+    priors_via_data: ClassVar[bool] = True
     summary: ClassVar[str] = "one item, 1..20 bidders, independent priors (keys: priors | prior + n_agents)"
     benchmarks: ClassVar[tuple[str, ...]] = ("myerson", "second_price", "second_price_best_reserve")
 
