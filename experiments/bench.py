@@ -17,6 +17,7 @@ import json
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -109,6 +110,53 @@ def bench_train_step(mech_cfg, n, batch, label, inner_steps=25):
     }
 
 
+def dense_macs(mechanism) -> int:
+    """Multiply-adds of one forward pass of a dense network: one per weight-matrix entry (the
+    issue's count: 2 FLOPs per multiply-add; a backward pass counts as twice a forward)."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(mechanism, eqx.is_inexact_array))
+    return int(sum(x.size for x in leaves if x.ndim == 2))
+
+
+def bench_attack_counted(n, batch, grid_points, hidden):
+    """The grid attack of a RegretNet at a large batch with FLOPs counted by hand (2 per
+    multiply-add of the network, one forward per profile-misreport evaluation)."""
+    row = bench_attack({"kind": "regretnet", "hidden": hidden}, n, batch, grid_points, f"regretnet {len(hidden)}x{hidden[0]}")
+    mech = dm.resolve({"setting": _setting_cfg(n), "mechanism": {"kind": "regretnet", "hidden": hidden}}).build_mechanism(jax.random.PRNGKey(0))
+    row["kernel"] += " (FLOPs counted: 2 per multiply-add)"
+    row["flops_per_s"] = 2 * dense_macs(mech) * batch * grid_points * n / row["seconds"]
+    return row
+
+
+def bench_seeds(config_path, k, batch):
+    """One training step of K runs vmapped together (``diffmech sweep``'s groups) against one run's
+    step; K single runs cost K times one run's step."""
+    import functools
+
+    from diffmech import sweep as S
+    from diffmech import trainer as T
+
+    base = dm.config.load_config(config_path)
+    base["train"].update(batch=batch, train_size=batch * 8)
+    runs = S.expand(base, k, {})
+    inits = [T.init_run(r.run) for r in runs]
+    trainer = inits[0][0]
+    zeros = T._zero_sums(trainer, jnp.float32)
+    one = eqx.filter_jit(functools.partial(T._step_and_accumulate, trainer))
+    many = eqx.filter_jit(jax.vmap(functools.partial(T._step_and_accumulate, trainer)))
+    state1, data1 = inits[0][2], inits[0][1]
+    stacked = S._stack([s for _, _, s in inits])
+    data = jnp.stack([d for _, d, _ in inits])
+    acc = jax.tree_util.tree_map(lambda z: jnp.broadcast_to(z, (k, *z.shape)), zeros)
+    t1 = _time(lambda: one(state1, data1, zeros)[0].params, repeats=20)
+    tk = _time(lambda: many(stacked, data, acc)[0].params, repeats=20)
+    label = f"train step, {Path(config_path).stem}, batch {batch}"
+    return [
+        {"kernel": label + ": one run", "seconds": t1},
+        {"kernel": label + f": {k} runs vmapped", "seconds": tk, "cost_vs_one": tk / t1},
+        {"kernel": label + f": {k} runs one after another (K × one)", "seconds": k * t1, "cost_vs_one": float(k)},
+    ]
+
+
 def _public_goods(n):
     cfg = {"setting": {"kind": "public_goods", "n_agents": n, "n_goods": 2, "cost_per_agent": 1.25,
                        "prior": {"dist": "discrete", "values": [1.0, 3.0], "probs": [0.6, 0.4]}},
@@ -199,9 +247,12 @@ def main(argv=None):
     b = 4096 if large else 256
     results.append(bench_attack(rn, 2, b, 1000, "regretnet 3x100"))
     results.append(bench_attack(mono, 2, b, 1000, "monotone"))
+    results.append(bench_attack_counted(2, 4096 if not large else 16384, 1000, [100, 100, 100]))
     results.append(bench_train_step(rn, 2, 8192 if large else 512, "regretnet 3x100"))
     results.append(bench_train_step(mono, 2, 8192 if large else 512, "monotone"))
     results.extend(bench_interim(4))
+    here = Path(__file__).parent
+    results.extend(bench_seeds(here / "one_buyer_two_items_regretnet.toml", 8, 128 if not large else 1024))
     mm = results[0]["flops_per_s"]
     for r in results[1:]:
         if r.get("flops_per_s") is None:
@@ -211,15 +262,16 @@ def main(argv=None):
     lines = [
         f"device: {meta['device']} ({meta['devices']} device(s)), jax {meta['jax']}",
         "",
-        "| kernel | time (ms) | evaluations/s | GFLOP/s | of matmul | kernel speed-up |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| kernel | time (ms) | evaluations/s | GFLOP/s | of matmul | kernel speed-up | cost vs one run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         ev = f"{r['evals_per_s']:.3g}" if r.get("evals_per_s") else "-"
         gf = f"{r['flops_per_s'] / 1e9:.1f}" if r.get("flops_per_s") else "-"
         frac = f"{100 * r['fraction_of_matmul']:.1f}%" if r.get("fraction_of_matmul") else "-"
         up = f"{r['speedup_of_kernel']:.0f}x" if r.get("speedup_of_kernel") else "-"
-        lines.append(f"| {r['kernel']} | {1e3 * r['seconds']:.2f} | {ev} | {gf} | {frac} | {up} |")
+        cost = f"{r['cost_vs_one']:.2f}x" if r.get("cost_vs_one") else "-"
+        lines.append(f"| {r['kernel']} | {1e3 * r['seconds']:.2f} | {ev} | {gf} | {frac} | {up} | {cost} |")
     table = "\n".join(lines)
     print(table)
     if args.json:
