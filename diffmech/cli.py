@@ -549,6 +549,9 @@ COMMANDS = {"demo": cmd_demo, "train": cmd_train, "sweep": cmd_sweep, "eval": cm
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .parallel import initialize_distributed
+
+        initialize_distributed()  # joins a multi-host run when the launcher's variables say so
         return COMMANDS[args.command](args)
     except TrainingDiverged as e:
         print(f"diffmech: error: {e}", file=sys.stderr)

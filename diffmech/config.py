@@ -144,8 +144,14 @@ class EvalConfig:
             per (profile, agent), steps, Adam step relative to the type range). Where the own
             type is one-dimensional the exhaustive grid replaces the random starts and the
             gradient ascent refines the best grid point.
-        chunk: profile evaluations of the mechanism per compiled call (the memory budget:
-            roughly chunk × the mechanism's activation size).
+        memory_mb: the memory budget of one compiled evaluation call, in MiB (default 2048).
+            Every evaluator works in chunks (of profiles, reports, own types) sized so that the
+            arrays of one call fit in it, estimated by tracing the kernel (:mod:`diffmech.memory`:
+            the sum of all its intermediate arrays, an upper bound of XLA's real use). Results
+            do not depend on it beyond float32 round-off. Raise it on a GPU with memory to spare.
+        chunk: optional cap on the mechanism evaluations per compiled call, on top of
+            ``memory_mb`` (0, the default: no cap). Older configs set it as the memory knob;
+            they still load, and the budget still holds.
         symmetry_samples: profiles on which symmetry and rank preservation are measured
             (multi-item settings whose items share one prior).
         interim_types, interim_nodes, interim_samples: interim settings with continuous types —
@@ -161,23 +167,26 @@ class EvalConfig:
     attack_starts: int = 8
     attack_steps: int = 100
     attack_lr: float = 0.02
-    chunk: int = 1 << 18
+    memory_mb: float = 2048.0
+    chunk: int = 0
     symmetry_samples: int = 2000
     interim_types: int = 200
     interim_nodes: int = 2048
     interim_samples: int = 4096
 
     def __post_init__(self):
-        for name in ("samples", "grid_points", "chunk", "symmetry_samples", "interim_types", "interim_nodes", "interim_samples"):
+        for name in ("samples", "grid_points", "symmetry_samples", "interim_types", "interim_nodes", "interim_samples"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"eval.{name} must be a positive integer, got {v!r}")
-        for name in ("attack_starts", "attack_steps", "seed"):
+        for name in ("attack_starts", "attack_steps", "seed", "chunk"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"eval.{name} must be a non-negative integer, got {v!r}")
         if not _is_number(self.attack_lr) or not self.attack_lr > 0 or not math.isfinite(self.attack_lr):
             raise ConfigError(f"eval.attack_lr must be a positive number, got {self.attack_lr!r}")
+        if not _is_number(self.memory_mb) or not self.memory_mb > 0 or not math.isfinite(self.memory_mb):
+            raise ConfigError(f"eval.memory_mb must be a positive number of MiB (e.g. 2048), got {self.memory_mb!r}")
 
 
 def _is_number(v) -> bool:

@@ -10,9 +10,11 @@ The attack reports, for every (profile, agent), the best gain it finds over trut
   prior where there is no grid, and from the best grid point (a local refinement of the
   exhaustive search) where there is.
 
-Profiles are processed in chunks so that at most ``chunk`` mechanism evaluations run in one
-compiled call; memory stays bounded whatever the number of samples. The last chunk is padded to
-full size so that each kernel compiles once.
+Profiles are processed in chunks sized so that one compiled call of each kernel fits in
+``eval.memory_mb`` (:mod:`diffmech.memory`; ``eval.chunk``, when set, also caps the mechanism
+evaluations per call); memory stays bounded whatever the number of samples and starts. The last
+chunk is padded to full size so that each kernel compiles once. Random starting points are drawn
+per profile (key ``fold_in(key, profile index)``), so the numbers do not depend on the chunking.
 
 Metrics (keys of the returned dictionary; every Monte Carlo value has a ``_se`` companion):
 ``revenue``, ``welfare``; ``regret_mean`` (mean over profiles and agents of the best gain found),
@@ -26,6 +28,7 @@ benchmark's, whose ``_se`` is much smaller than either standard error alone).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
@@ -36,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import constraints as C
+from . import memory as M
+from . import parallel
 from .config import EvalConfig, TrainConfig
 from .errors import ConfigError
 from .symmetry import item_permutations, rank_violations, symmetry_gaps
@@ -66,6 +71,7 @@ def check_outcome_shape(out, setting, types) -> None:
         )
 
 
+@functools.partial(parallel.over_batch, argnums=(2,))  # data parallel over profiles on several devices
 @eqx.filter_jit
 def _truthful_metrics(mechanism, setting, types):
     out = mechanism(types)
@@ -79,11 +85,13 @@ def _truthful_metrics(mechanism, setting, types):
     )
 
 
+@functools.partial(parallel.over_batch, argnums=(2,))
 @eqx.filter_jit
 def _grid_attack(mechanism, setting, types, grid):
     return C.grid_gains(mechanism, setting, types, grid)
 
 
+@functools.partial(parallel.over_batch, argnums=(2, 3))
 @eqx.filter_jit
 def _gradient_attack(mechanism, setting, types, starts, steps: int, lr: float):
     _, best = C.ascend_misreports(mechanism, setting, types, starts, steps, lr)
@@ -117,6 +125,38 @@ def _mean_se(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), se
 
 
+def profile_starts(setting, key, first: int, size: int, count: int):
+    """``count`` starting points from the prior for each of the profiles ``first, …, first + size − 1``,
+    ``(size, count, agents, dim)``: profile p's come from ``fold_in(key, p)``, whatever the chunking.
+    (Run op by op: compiling a setting's sampler can take longer than drawing a chunk's starts.)"""
+    draw = lambda p: setting.sample(jax.random.fold_in(key, p), count)
+    return jax.vmap(draw)(jnp.arange(first, first + size))
+
+
+def attack_sizes(mechanism, setting, types, grid, starts_per: int, cfg: EvalConfig) -> tuple[int, int]:
+    """Profiles per compiled call of the attack and grid points per piece of the exhaustive search,
+    so that each call fits in ``cfg.memory_mb`` (:mod:`diffmech.memory`): the gradient kernel with
+    ``starts_per`` starts per (profile, agent), the grid kernel with the whole grid; a grid too large
+    for one profile's call is searched in pieces."""
+    n_prof, n, d = types.shape
+    budget = M.budget_bytes(cfg)
+    rows = lambda u: M.shaped(types, u)
+    size = n_prof
+    if cfg.attack_steps > 0:
+        starts = lambda u: jax.ShapeDtypeStruct((u, starts_per, n, d), types.dtype)
+        cost = M.unit_cost(_gradient_attack, lambda u: (mechanism, setting, rows(u), starts(u), cfg.attack_steps, cfg.attack_lr))
+        size = M.clamp(cost.units(budget), size, cfg, starts_per * n)
+    if grid is None:
+        return size, 0
+    n_grid = grid.shape[1]
+    g = jax.ShapeDtypeStruct(grid.shape, types.dtype)
+    cost = M.unit_cost(_grid_attack, lambda u: (mechanism, setting, rows(u), g))
+    size = M.clamp(cost.units(budget), size, cfg, n_grid * n)
+    per_point = -(-cost.per_unit // n_grid)  # bytes per (profile, grid point)
+    piece = max(0, budget - cost.fixed) // (size * per_point)
+    return size, M.clamp(piece, n_grid, cfg, size * n)
+
+
 def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig(), progress: bool = False):
     """Best gain found per (profile, agent), shape ``(samples, agents)`` (numpy, ≥ 0)."""
     n_prof, n, d = types.shape
@@ -125,18 +165,15 @@ def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig()
     n_grid = 0 if grid is None else grid.shape[1]
     n_random = 0 if grid is not None else cfg.attack_starts
     starts_per = n_random + 1  # plus the best grid point, or else the truthful report
-    # profiles per compiled call, so that (profiles × candidates × agents) ≤ chunk; a grid too
-    # large for one call on its own is searched in pieces
-    per_grid = max(1, cfg.chunk // max(1, n_grid * n)) if grid is not None else n_prof
-    grid_piece = max(1, min(n_grid, cfg.chunk // n))
-    per_grad = max(1, cfg.chunk // max(1, starts_per * n))
-    size = max(1, min(n_prof, per_grid, per_grad))
+    # profiles per compiled call under the memory budget; a grid too large for one call is
+    # searched in pieces
+    size, grid_piece = attack_sizes(mechanism, setting, types, grid, starts_per, cfg)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_prof, desc="attack", dynamic_ncols=True, leave=False)
-    for c, (a, b) in enumerate(_chunks(n_prof, size)):
+    for a, b in _chunks(n_prof, size):
         t = _padded(types, a, b, size)
         best = jnp.zeros((size, n), t.dtype)
         init = []
@@ -147,9 +184,8 @@ def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig()
         else:
             init.append(t[:, None])  # ascent from the truth follows the path of local deviations
         if starts_per > 0 and cfg.attack_steps > 0:
-            k = jax.random.fold_in(key, c)
-            rnd = setting.sample(k, size * n_random).reshape(size, n_random, n, d)
-            starts = jnp.concatenate(init + [rnd.astype(t.dtype)], axis=1)
+            rnd = [profile_starts(setting, key, a, size, n_random).astype(t.dtype)] if n_random else []
+            starts = jnp.concatenate(init + rnd, axis=1)
             best = jnp.maximum(best, _gradient_attack(mechanism, setting, t, starts, cfg.attack_steps, cfg.attack_lr))
         best_all.append(np.asarray(best)[: b - a])
         if bar is not None:
@@ -159,30 +195,35 @@ def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig()
     return np.maximum(np.concatenate(best_all, axis=0), 0.0)
 
 
-def training_regret_estimate(mechanism, setting, types, key, train_cfg: TrainConfig, chunk: int):
-    """The cheap estimator used in training (random starts, ``inner_steps`` steps), per profile."""
+def training_regret_estimate(mechanism, setting, types, key, train_cfg: TrainConfig, cfg: EvalConfig):
+    """The cheap estimator used in training (random starts, ``inner_steps`` steps), per profile,
+    in chunks under ``cfg.memory_mb``."""
     n_prof, n, d = types.shape
     s = train_cfg.train_starts
-    size = max(1, min(n_prof, chunk // max(1, s * n)))
+    starts_of = lambda u: jax.ShapeDtypeStruct((u, s, n, d), types.dtype)
+    size = M.units_per_call(_gradient_attack, lambda u: (mechanism, setting, M.shaped(types, u), starts_of(u), train_cfg.inner_steps,
+                                                         train_cfg.inner_lr), n_prof, cfg, s * n)
     out = []
-    for c, (a, b) in enumerate(_chunks(n_prof, size)):
+    for a, b in _chunks(n_prof, size):
         t = _padded(types, a, b, size)
-        starts = setting.sample(jax.random.fold_in(key, c), size * s).reshape(size, s, n, d).astype(t.dtype)
+        starts = profile_starts(setting, key, a, size, s).astype(t.dtype)
         out.append(np.asarray(_gradient_attack(mechanism, setting, t, starts, train_cfg.inner_steps, train_cfg.inner_lr))[: b - a])
     return np.maximum(np.concatenate(out, axis=0), 0.0)
 
 
+@functools.partial(parallel.over_batch, argnums=(1,))
 @eqx.filter_jit
 def _symmetry_kernel(mechanism, types, perms):
     return symmetry_gaps(mechanism, types, perms), rank_violations(mechanism, types)
 
 
-def symmetry_metrics(mechanism, types, chunk: int, tol: float = 1e-6) -> dict[str, float]:
+def symmetry_metrics(mechanism, types, cfg: EvalConfig, tol: float = 1e-6) -> dict[str, float]:
     """Definitions 1 and 2 of Bikhchandani–Mishra on ``types`` (see :mod:`diffmech.symmetry`):
     the share of profiles whose symmetry gap / rank-preservation violation exceeds ``tol``, and
-    the largest of each."""
+    the largest of each (in chunks under ``cfg.memory_mb``)."""
     perms = item_permutations(types.shape[-1])
-    size = max(1, min(types.shape[0], chunk // (len(perms) + 1)))
+    p_abs = jax.ShapeDtypeStruct(np.shape(perms), jnp.asarray(perms).dtype)
+    size = M.units_per_call(_symmetry_kernel, lambda u: (mechanism, M.shaped(types, u), p_abs), types.shape[0], cfg, len(perms) + 1)
     gaps, ranks = [], []
     for a, b in _chunks(types.shape[0], size):
         g, r = _symmetry_kernel(mechanism, _padded(types, a, b, size), jnp.asarray(perms))
@@ -197,9 +238,14 @@ def symmetry_metrics(mechanism, types, chunk: int, tol: float = 1e-6) -> dict[st
     }
 
 
-def objective_on(mechanism, setting, types, chunk: int) -> np.ndarray:
-    """The setting's objective per profile, in chunks."""
-    size = max(1, min(types.shape[0], chunk))
+def truthful_chunk(mechanism, setting, types, cfg: EvalConfig) -> int:
+    """Profiles per call of the truthful metrics kernel under ``cfg.memory_mb``."""
+    return M.units_per_call(_truthful_metrics, lambda u: (mechanism, setting, M.shaped(types, u)), types.shape[0], cfg)
+
+
+def objective_on(mechanism, setting, types, cfg: EvalConfig) -> np.ndarray:
+    """The setting's objective per profile, in chunks under ``cfg.memory_mb``."""
+    size = truthful_chunk(mechanism, setting, types, cfg)
     vals = []
     for a, b in _chunks(types.shape[0], size):
         vals.append(np.asarray(_truthful_metrics(mechanism, setting, _padded(types, a, b, size))[0])[: b - a])
@@ -238,7 +284,7 @@ def evaluate(
     key = jax.random.PRNGKey(cfg.seed)
     k_types, k_attack, k_train = jax.random.split(key, 3)
     types = setting.sample(k_types, cfg.samples)
-    size = max(1, min(cfg.samples, cfg.chunk))
+    size = truthful_chunk(mechanism, setting, types, cfg)
     cols: list[list[np.ndarray]] = [[], [], [], [], []]
     for a, b in _chunks(cfg.samples, size):
         res = _truthful_metrics(mechanism, setting, _padded(types, a, b, size))
@@ -255,20 +301,20 @@ def evaluate(
     # standard errors over profiles (agents within a profile are not independent)
     metrics["regret_mean"], metrics["regret_mean_se"] = _mean_se(gains.mean(axis=1))
     metrics["regret_max"] = float(gains.max())
-    tr = training_regret_estimate(mechanism, setting, types, k_train, train_cfg, cfg.chunk)
+    tr = training_regret_estimate(mechanism, setting, types, k_train, train_cfg, cfg)
     metrics["train_regret_mean"], metrics["train_regret_mean_se"] = _mean_se(tr.mean(axis=1))
     metrics["ir_violation"], metrics["ir_violation_se"] = _mean_se(irv.mean(axis=1))
     metrics["ir_violation_max"] = float(irv.max())
     metrics["feasibility_violation_max"] = float(infeasible.max())
     if getattr(setting, "kind", "") == "multi_item" and setting.exchangeable:
-        metrics.update(symmetry_metrics(mechanism, types[: cfg.symmetry_samples], cfg.chunk))
+        metrics.update(symmetry_metrics(mechanism, types[: cfg.symmetry_samples], cfg))
     if benchmarks:
         from .mechanisms import mechanism_from_config
 
         bench, bench_se, gap, gap_se = {}, {}, {}, {}
         for bname in setting.benchmark_names():
             bm = mechanism_from_config(setting, {"kind": bname})
-            values = objective_on(bm, setting, types, cfg.chunk)
+            values = objective_on(bm, setting, types, cfg)
             bench[bname], bench_se[bname] = _mean_se(values)
             gap[bname], gap_se[bname] = _mean_se(obj - values)  # paired: common profiles
         metrics["benchmarks"] = bench

@@ -6,7 +6,8 @@ n = 2, Monte Carlo with common random numbers beyond, an exhaustive report grid 
 The ex post quantities are taken over the union of the setting's ex ante profiles (product
 quadrature for n = 2, else ``samples`` draws) and an even, staggered grid of profiles
 (``grid_points`` per agent for n = 2, fewer per agent beyond, at most 2^18 profiles; no two agents
-on the same type, :func:`grid_profiles`), so that the worst profile is found rather than sampled. Metrics:
+on the same type, :func:`grid_profiles`), so that the worst profile is found rather than sampled; all
+in chunks of profiles under ``eval.memory_mb`` (:func:`~diffmech.evaluate_interim.chunked_rows`). Metrics:
 
 - ``surplus``: E S(θ) of the allocation played (the efficient one for every mechanism here);
 - ``bb_residual``: max over profiles of |Σ_i M_i − c(x)| (ex post budget balance);
@@ -110,8 +111,8 @@ def evaluate_efficient(mechanism, setting, cfg: EvalConfig | None = None, *, ben
     k_prof, k_own, k_oth, k_rnd, k_epic = jax.random.split(key, 5)
     profiles, pw = _profiles(setting, cfg, method, k_prof)
     grid = grid_profiles(setting, cfg.grid_points)
-    obj, bb, slack, viol, gains, mono = chunked_rows(_ex_post_rows, mechanism, setting, profiles, cfg.chunk)
-    g_obj, g_bb, g_slack, _, _, g_mono = chunked_rows(_ex_post_rows, mechanism, setting, grid, cfg.chunk)
+    obj, bb, slack, viol, gains, mono = chunked_rows(_ex_post_rows, mechanism, setting, profiles, cfg, 1 + setting.n_agents)
+    g_obj, g_bb, g_slack, _, _, g_mono = chunked_rows(_ex_post_rows, mechanism, setting, grid, cfg, 1 + setting.n_agents)
 
     metrics: dict[str, Any] = {"interim_method": method}
     metrics["surplus"], metrics["surplus_se"] = mean_or_sum(obj, pw)
@@ -133,9 +134,9 @@ def evaluate_efficient(mechanism, setting, cfg: EvalConfig | None = None, *, ben
 
     epic_prof = setting.sample(k_epic, min(cfg.samples, EPIC_PROFILES))
     reports = setting.attack_grid(min(cfg.grid_points, 201)).astype(epic_prof.dtype)
-    per = max(1, cfg.chunk // max(1, setting.n_agents * reports.shape[1]))
+    epic = lambda m, s, p: (_epic_rows(m, s, p, reports),)  # noqa: E731
     ok = np.concatenate([np.asarray(r, np.float64) for r in
-                         chunked_rows(lambda m, s, p: (_epic_rows(m, s, p, reports),), mechanism, setting, epic_prof, per)])
+                         chunked_rows(epic, mechanism, setting, epic_prof, cfg, 1 + setting.n_agents * reports.shape[1])])
     metrics["epic_probability"], metrics["epic_probability_se"] = mean_se(ok)
 
     if benchmarks:
@@ -144,7 +145,7 @@ def evaluate_efficient(mechanism, setting, cfg: EvalConfig | None = None, *, ben
         slack_b, bb_b = {}, {}
         for name in setting.benchmark_names():
             bm = mechanism_from_config(setting, {"kind": name})
-            rows = chunked_rows(_ex_post_rows, bm, setting, grid, cfg.chunk)
+            rows = chunked_rows(_ex_post_rows, bm, setting, grid, cfg, 1 + setting.n_agents)
             slack_b[name], bb_b[name] = float(rows[2].min()), float(np.abs(rows[1]).max())
         metrics["benchmarks_ir_slack_min"], metrics["benchmarks_bb_residual"] = slack_b, bb_b
     metrics["samples"] = int(profiles.shape[0])

@@ -33,6 +33,11 @@ max(0, E cost − E Σ t); ex post: max over profiles |Σ_i t_i − Σ_j ρ^j C^
 ``interim_regret_mean`` (mean over agents and own types — probability-weighted on a finite type
 space — of the best gain found), ``interim_regret_max``, ``ir_violation`` / ``ir_violation_max``
 (interim shortfall max(0, −U_i(θ_i, θ_i))), ``feasibility_violation_max``, ``benchmarks``.
+
+Memory: every kernel runs in chunks sized under ``eval.memory_mb`` (:mod:`diffmech.memory`) — ex
+ante rows by profiles, best responses by reports (and by own types too when one report for every
+own type is already over the budget), truthful utilities, gradient ascent and the inner-sample
+gains by own types. The chunking changes no number beyond float32 round-off.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import numpy as np
 import optax
 
 from . import interim as I
+from . import memory as M
 from .config import EvalConfig
 from .evaluate import _mean_se as mean_se
 from .evaluate import keep_better
@@ -114,11 +120,43 @@ def _truthful(mechanism, setting, own, others, weights):
     return jax.vmap(f, in_axes=1, out_axes=1)(own)
 
 
-def best_reports(mechanism, setting, own, reports, others, weights, chunk: int):
-    """Best report per (agent, own type) among ``reports`` and its utility, in report chunks
-    so that at most ``chunk`` profiles are evaluated per call."""
+def _pad_types(x, size: int):
+    """``x`` ``(agents, k, ...)`` padded along the own-type axis to ``size`` by repeating its last entry."""
+    if x.shape[1] == size:
+        return x
+    return jnp.concatenate([x, jnp.repeat(x[:, -1:], size - x.shape[1], axis=1)], axis=1)
+
+
+def over_own_types(kernel, mechanism, setting, per_type: tuple, rest: tuple, cfg: EvalConfig, evals_per_type: int):
+    """``kernel(mechanism, setting, *per_type, *rest)`` in chunks of own types (axis 1 of every
+    array of ``per_type``; the last chunk padded) sized under ``cfg.memory_mb``; every output has
+    the own types on axis 1 and is concatenated along it."""
+    k = per_type[0].shape[1]
+    size = M.units_per_call(kernel, lambda u: (mechanism, setting, *[M.shaped(x, u, 1) for x in per_type], *rest), k, cfg, evals_per_type)
+    outs = []
+    for a in range(0, k, size):
+        res = kernel(mechanism, setting, *[_pad_types(x[:, a : a + size], size) for x in per_type], *rest)
+        outs.append(jax.tree_util.tree_map(lambda y: y[:, : min(size, k - a)], res))
+    return jax.tree_util.tree_map(lambda *ys: jnp.concatenate(ys, axis=1), *outs)
+
+
+def best_reports(mechanism, setting, own, reports, others, weights, cfg: EvalConfig, split: bool = True):
+    """Best report per (agent, own type) among ``reports`` and its utility, in chunks of reports
+    sized under ``cfg.memory_mb`` — and of own types too when one report for every own type is
+    already over the budget."""
     n, s = others.shape[:2]
-    per = max(1, min(reports.shape[1], chunk // max(1, n * s)))
+    k = own.shape[1]
+    cost = M.unit_cost(_table, lambda u: (mechanism, setting, own, M.shaped(reports, u, 1), others, weights))
+    if split and k > 1 and cost.units(M.budget_bytes(cfg)) == 0:
+        one = M.shaped(reports, 1, 1)
+        k_cost = M.unit_cost(_table, lambda u: (mechanism, setting, M.shaped(own, u, 1), one, others, weights))
+        size = max(1, min(k, k_cost.units(M.budget_bytes(cfg))))
+        firsts = range(0, k, size)
+        parts = [best_reports(mechanism, setting, _pad_types(own[:, a : a + size], size), reports, others, weights, cfg, split=False)
+                 for a in firsts]
+        cut = [tuple(x[:, : min(size, k - a)] for x in part) for part, a in zip(parts, firsts)]
+        return tuple(jnp.concatenate(xs, axis=1) for xs in zip(*cut))
+    per = M.clamp(cost.units(M.budget_bytes(cfg)), reports.shape[1], cfg, n * s)
     best_u = best_r = None
     for a in range(0, reports.shape[1], per):
         piece = reports[:, a : a + per]
@@ -185,11 +223,12 @@ def _ex_ante_rows(mechanism, setting, profiles):
     )
 
 
-def chunked_rows(fn, mechanism, setting, profiles, chunk: int) -> list[np.ndarray]:
+def chunked_rows(fn, mechanism, setting, profiles, cfg: EvalConfig, evals_per_profile: int = 1) -> list[np.ndarray]:
     """The per-profile columns ``fn(mechanism, setting, part)`` over ``profiles``, evaluated in
-    parts of at most ``chunk`` profiles (the last one padded to the same compiled shape), float64."""
+    parts sized under ``cfg.memory_mb`` (the last one padded to the same compiled shape), float64;
+    ``evals_per_profile`` mechanism evaluations per profile for the optional cap ``cfg.chunk``."""
     cols = None
-    size = max(1, min(profiles.shape[0], chunk))
+    size = M.units_per_call(fn, lambda u: (mechanism, setting, M.shaped(profiles, u)), profiles.shape[0], cfg, evals_per_profile)
     for a in range(0, profiles.shape[0], size):
         part = profiles[a : a + size]
         pad = size - part.shape[0]
@@ -200,8 +239,8 @@ def chunked_rows(fn, mechanism, setting, profiles, chunk: int) -> list[np.ndarra
     return [np.concatenate(c) for c in cols]
 
 
-def _ex_ante(mechanism, setting, profiles, weights, chunk: int):
-    return chunked_rows(_ex_ante_rows, mechanism, setting, profiles, chunk)
+def _ex_ante(mechanism, setting, profiles, weights, cfg: EvalConfig):
+    return chunked_rows(_ex_ante_rows, mechanism, setting, profiles, cfg)
 
 
 def _mean_se(x, w):
@@ -254,18 +293,20 @@ def interim_regret_metrics(mechanism, setting, cfg: EvalConfig, method: str, k_o
     # (none where the setting's grid is exhaustive over atoms, which ascent would leave)
     ascend = (method != "exact" and cfg.attack_steps > 0 and not (grid is not None and setting.type_dim == 1)
               and not getattr(setting, "exhaustive_attack", False))
-    truthful = np.asarray(_truthful(mechanism, setting, own, others, ow), np.float64)
+    s = others.shape[1]
+    truthful = np.asarray(over_own_types(_truthful, mechanism, setting, (own,), (others, ow), cfg, setting.n_agents * s), np.float64)
     reps, classes = (own, None) if method == "exact" else payoff_classes(setting, own)
-    best_u, best_r = best_reports(mechanism, setting, reps, reports, others, ow, cfg.chunk)
+    best_u, best_r = best_reports(mechanism, setting, reps, reports, others, ow, cfg)
     if method == "exact":
         train_u = best_u
     else:
-        train_u, _ = best_reports(mechanism, setting, reps, own, others, ow, cfg.chunk)
+        train_u, _ = best_reports(mechanism, setting, reps, own, others, ow, cfg)
         if classes is not None:  # back from one representative per class to every own type
             take = lambda x: jnp.take_along_axis(x, jnp.asarray(classes).reshape(classes.shape + (1,) * (x.ndim - 2)), axis=1)
             best_u, best_r, train_u = take(best_u), take(best_r), take(train_u)
         if ascend:
-            best_u, best_r = keep_better(best_u, best_r, *_ascend(mechanism, setting, own, best_r, others, ow, cfg.attack_steps, cfg.attack_lr))
+            best_u, best_r = keep_better(best_u, best_r, *over_own_types(_ascend, mechanism, setting, (own, best_r), (others, ow, cfg.attack_steps, cfg.attack_lr),
+                                                                           cfg, setting.n_agents * s))
     gains = np.maximum(np.asarray(best_u, np.float64) - truthful, 0.0)  # (n, K)
     per_type = gains.mean(axis=0)  # mean over agents
     metrics["interim_regret_mean"] = float(np.sum(own_w * per_type))
@@ -274,7 +315,8 @@ def interim_regret_metrics(mechanism, setting, cfg: EvalConfig, method: str, k_o
     train_gain = np.maximum(np.asarray(train_u, np.float64) - truthful, 0.0).mean(axis=0)
     metrics["train_interim_regret_mean"] = float(np.sum(own_w * train_gain))
     if method == "monte_carlo":
-        samples = np.asarray(_gain_samples(mechanism, setting, own, best_r, others), np.float64)  # (n, K, S)
+        samples = np.asarray(over_own_types(_gain_samples, mechanism, setting, (own, best_r), (others,), cfg, 2 * setting.n_agents * s),
+                             np.float64)  # (n, K, S)
         inner_se = samples.std(axis=-1, ddof=1) / math.sqrt(samples.shape[-1])
         metrics["interim_regret_inner_se_max"] = float(inner_se.max())
         metrics["interim_regret_inner_se_mean"] = float(inner_se.mean())
@@ -292,7 +334,7 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
     key = jax.random.PRNGKey(cfg.seed)
     k_prof, k_own, k_oth, k_rnd = jax.random.split(key, 4)
     profiles, pw = _profiles(setting, cfg, method, k_prof)
-    obj, rev, wel, cost, infeasible = _ex_ante(mechanism, setting, profiles, pw, cfg.chunk)
+    obj, rev, wel, cost, infeasible = _ex_ante(mechanism, setting, profiles, pw, cfg)
     metrics: dict[str, Any] = {"interim_method": method}
     metrics["surplus"], metrics["surplus_se"] = _mean_se(obj, pw)
     metrics["revenue"], metrics["revenue_se"] = _mean_se(rev, pw)
@@ -318,7 +360,7 @@ def evaluate_interim(mechanism, setting, cfg: EvalConfig | None = None, *, bench
         bench, bench_se, gap, gap_se = {}, {}, {}, {}
         for name in setting.benchmark_names():
             bm = mechanism_from_config(setting, {"kind": name})
-            values = _ex_ante(bm, setting, profiles, pw, cfg.chunk)[0]
+            values = _ex_ante(bm, setting, profiles, pw, cfg)[0]
             bench[name], bench_se[name] = _mean_se(values, pw)
             gap[name], gap_se[name] = _mean_se(obj - values, pw)
         metrics["benchmarks"], metrics["benchmarks_se"] = bench, bench_se

@@ -68,7 +68,7 @@ def evaluate_symmetric(mechanism, setting, cfg: EvalConfig, *, benchmarks: bool 
         types = np.stack([np.asarray(p.sample(k, (cfg.samples,))) for p, k in zip(setting.priors, jax.random.split(key, setting.n_agents))], axis=1)[..., None]
         bench, bench_se = {}, {}
         for name in setting.benchmark_names():
-            vals = objective_on(mechanism_from_config(setting, {"kind": name}), setting, jax.numpy.asarray(types), cfg.chunk)
+            vals = objective_on(mechanism_from_config(setting, {"kind": name}), setting, jax.numpy.asarray(types), cfg)
             bench[name], bench_se[name] = float(vals.mean()), float(vals.std(ddof=1) / np.sqrt(vals.size))
         metrics["benchmarks"], metrics["benchmarks_se"] = bench, bench_se
     metrics["samples"] = cfg.samples

@@ -288,6 +288,9 @@ def run_sweep(base: dict, seeds: int, grid: dict[str, list], out: str | Path, *,
     ``out/results.{json,csv,md,png}``. See the module docstring for grouping and resuming."""
     from .evaluate import evaluate
 
+    if jax.process_count() > 1:
+        raise ConfigError("diffmech sweep runs on one host (each host would write the same run files); start it with "
+                          "DIFFMECH_DISTRIBUTED=0, or run one sweep per host with different --out")
     out = Path(out)
     runs = expand(base, seeds, grid)
     names = [r.name for r in runs]

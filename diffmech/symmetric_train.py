@@ -251,13 +251,22 @@ def _loss(params, static, key, hyper, priors, cfg: StepSizes):
 
 
 @eqx.filter_jit
-def _step(params, static, opt_state, key, hyper, priors, cfg: StepSizes):
-    """One Adam step on the augmented Lagrangian (module docstring), every bidder at once."""
+def _step(params, static, opt_state, duals, key, hyper, priors, cfg: StepSizes, update_every: int, ir_constraint: bool):
+    """One Adam step on the augmented Lagrangian (module docstring), every bidder at once, and the
+    dual update on the device: sum_g += g, sum_h += h, and when ``hyper["update"]`` (step t with
+    (t + 1) % update_every == 0) λ ← λ + ρ sum_g/K, μ ← μ + ρ sum_h/K (if ``ir_constraint``), sums reset
+    (selected by ``jnp.where``, so the loop never reads the estimates back to the host)."""
+    hyper = {**hyper, "lam": duals["lam"], "mu": duals["mu"]}
     (_, aux), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(params, static, key, hyper, priors, cfg)
     updates, opt_state = _ADAM.update(grads, opt_state)
     rule_u, strat_u = updates
     updates = (jax.tree.map(lambda u: -hyper["lr_rule"] * u, rule_u), jax.tree.map(lambda u: -hyper["lr_strategy"] * u, strat_u))
-    return eqx.apply_updates(params, updates), opt_state, aux
+    sum_g, sum_h = duals["sum_g"] + aux["regret"], duals["sum_h"] + aux["ir"]
+    update, rho = hyper["update"], hyper["rho"]
+    lam = jnp.where(update, duals["lam"] + rho * (sum_g / update_every), duals["lam"])
+    mu = jnp.where(update, duals["mu"] + rho * (sum_h / update_every), duals["mu"]) if ir_constraint else duals["mu"]
+    duals = {"lam": lam, "mu": mu, "sum_g": jnp.where(update, 0.0, sum_g), "sum_h": jnp.where(update, 0.0, sum_h)}
+    return eqx.apply_updates(params, updates), opt_state, duals, aux
 
 
 @eqx.filter_jit
@@ -340,15 +349,17 @@ class _Plan(NamedTuple):
 
 
 def _initial_state(params, n: int, lam0: float, rho0: float, ir_constraint: bool) -> dict:
-    """The training state after 0 steps. Multipliers and ρ are float64 on the host (numpy, updated
-    every ``update_every`` steps); ``sum_g``/``sum_h`` accumulate the constraint estimates on the device
-    since the last update. The whole dict is saved for resume (array leaves only)."""
+    """The training state after 0 steps. The multipliers λ, μ live on the device and are updated
+    inside the compiled step every ``update_every`` steps, from ``sum_g``/``sum_h`` (the constraint
+    estimates accumulated since the last update). ρ depends on the step count only
+    (ρ_k = min(ρ_0·growth^k, ρ_max) after k updates), so it is kept on the host (float64). The whole
+    dict is saved for resume (array leaves only)."""
     dtype = jnp.result_type(float)
     return {
         "params": params,
         "opt_state": _ADAM.init(params),
-        "lam": np.full(n, float(lam0)),
-        "mu": np.full(n, float(lam0) if ir_constraint else 0.0),
+        "lam": jnp.full(n, float(lam0), dtype),
+        "mu": jnp.full(n, float(lam0) if ir_constraint else 0.0, dtype),
         "rho": np.asarray(float(rho0)),
         "sum_g": jnp.zeros(n, dtype),
         "sum_h": jnp.zeros(n, dtype),
@@ -360,45 +371,43 @@ def _advance(plan: _Plan, static, state: dict, key: PRNGKeyArray, until: int, lo
     """Run steps ``state["step"]`` … ``until − 1`` and return the new state. Step t uses the key
     ``fold_in(key, t)`` and the schedules at t, so stopping after any step and continuing from the
     saved state gives the same numbers as one uninterrupted run. ``on_log(record)`` is called every
-    ``log_every`` steps and after the last step of the run (the training estimates of that step)."""
-    n = len(plan.priors)
+    ``log_every`` steps and after the last step of the run (the training estimates of that step).
+
+    The loop sends only host-known numbers to the device (schedules, ρ, the update flag); the
+    multiplier update happens in the compiled step, so the only device→host transfers are the
+    explicit ``jax.device_get`` of a log record (and the caller's checkpoints)."""
     dtype = jnp.result_type(float)
     params, opt_state = state["params"], state["opt_state"]
-    lam, mu, rho = np.array(state["lam"], np.float64), np.array(state["mu"], np.float64), float(state["rho"])
-    sum_g, sum_h = state["sum_g"], state["sum_h"]
+    rho = float(state["rho"])
+    duals = {k: jnp.asarray(state[k], dtype) for k in ("lam", "mu", "sum_g", "sum_h")}
     for t in range(int(state["step"]), until):
         decay = plan.lr_final + (1.0 - plan.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t / max(plan.steps - 1, 1)))
+        update = (t + 1) % plan.update_every == 0
         hyper = {
             "lr_rule": jnp.asarray(plan.lr * decay, dtype),
             "lr_strategy": jnp.asarray((plan.lr_strategy_st if t >= plan.st_from else plan.lr_strategy) * decay, dtype),
             "tau": jnp.asarray(plan.taus[t], dtype),
-            "lam": jnp.asarray(lam, dtype),
-            "mu": jnp.asarray(mu, dtype),
             "rho": jnp.asarray(rho, dtype),
+            "update": jnp.asarray(update),
             "ex_post_weight": jnp.asarray(plan.ex_post_ir_weight, dtype),
             "reserve": jnp.asarray(plan.reserve, dtype),
         }
-        params, opt_state, aux = _step(params, static, opt_state, jax.random.fold_in(key, t), hyper, plan.priors, plan.sizes[int(t >= plan.st_from)])
-        sum_g, sum_h = sum_g + aux["regret"], sum_h + aux["ir"]
-        if (t + 1) % plan.update_every == 0:
-            g_bar, h_bar = np.asarray(sum_g, np.float64) / plan.update_every, np.asarray(sum_h, np.float64) / plan.update_every
-            if not (np.all(np.isfinite(g_bar)) and np.all(np.isfinite(h_bar))):
-                raise TrainingDiverged(f"training diverged before step {t + 1} (non-finite regret); lower train.lr or the growth of rho")
-            lam = lam + rho * g_bar
-            if plan.ir_constraint:
-                mu = mu + rho * h_bar
+        params, opt_state, duals, aux = _step(params, static, opt_state, duals, jax.random.fold_in(key, t), hyper, plan.priors,
+                                              plan.sizes[int(t >= plan.st_from)], plan.update_every, plan.ir_constraint)
+        if update:
             rho = min(rho * plan.rho_growth, plan.rho_max)
-            sum_g, sum_h = jnp.zeros(n, dtype), jnp.zeros(n, dtype)
         if on_log is not None and ((log_every and (t + 1) % log_every == 0) or t + 1 == plan.steps):
-            rec = {"step": t + 1, "tau": float(plan.taus[t]), "lam": lam.tolist(), "mu": mu.tolist(), "rho": rho}
-            for k, val in aux.items():
+            host_aux, lam, mu = jax.device_get((aux, duals["lam"], duals["mu"]))
+            rec = {"step": t + 1, "tau": float(plan.taus[t]), "lam": np.asarray(lam, np.float64).tolist(),
+                   "mu": np.asarray(mu, np.float64).tolist(), "rho": rho}
+            for k, val in host_aux.items():
                 arr = np.asarray(val, np.float64)
                 rec[k] = float(arr) if arr.ndim == 0 else arr.tolist()
-            if not np.isfinite(rec["loss"]):
-                raise TrainingDiverged(f"training diverged before step {t + 1} (non-finite loss); lower train.lr or the growth of rho")
+            if not (np.isfinite(rec["loss"]) and np.all(np.isfinite(lam)) and np.all(np.isfinite(mu))):
+                raise TrainingDiverged(f"training diverged before step {t + 1} (non-finite loss or multipliers); lower train.lr or the growth of rho")
             on_log(rec)
-    return {"params": params, "opt_state": opt_state, "lam": lam, "mu": mu, "rho": np.asarray(rho),
-            "sum_g": sum_g, "sum_h": sum_h, "step": np.asarray(max(until, int(state["step"])), np.int64)}
+    return {"params": params, "opt_state": opt_state, **duals, "rho": np.asarray(rho),
+            "step": np.asarray(max(until, int(state["step"])), np.int64)}
 
 
 def _make_plan(priors, *, steps, lr, strategy_lr, lr_final, batch, deviations, others, temperature, reserve, ex_post_ir_weight,

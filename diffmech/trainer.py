@@ -32,6 +32,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from . import constraints as C
 from . import interim as I
+from . import parallel
 from .checkpoint import atomic_write_json, load_resume, read_json, save_published, save_resume
 from .config import Run
 from .errors import CheckpointError, ConfigError, TrainingDiverged
@@ -225,15 +226,20 @@ class Trainer:
         return loss_fn
 
     def step(self, state: TrainState, data) -> tuple[TrainState, dict]:
-        """One optimiser step (pure; jit it)."""
+        """One optimiser step (pure; jit it).
+
+        On several devices the batch (types and their cached misreports) is split along its
+        leading axis and everything else is replicated (:mod:`diffmech.parallel`): the loss is a
+        mean over the batch, so XLA computes per-device partial sums and all-reduces them and the
+        gradient. Interim settings draw their batch inside the step and run replicated."""
         if self.setting.ic == "interim":
             return self._finish(state, self._interim_loss(state, data), state.mis_cache)
         data_key = jax.random.fold_in(state.key, 1)
         idx = self.batch_indices(state.step, data_key)
-        types = data[idx]
+        types = parallel.constrain_batch(data[idx])  # data parallel over the batch (no-op on one device)
         mechanism = self.mechanism(state.params)
         if "regret" in self.names:
-            mis = state.mis_cache[idx]
+            mis = parallel.constrain_batch(state.mis_cache[idx])
             mis, _ = C.ascend_misreports(mechanism, self.setting, types, mis, self.cfg.inner_steps, self.cfg.inner_lr)
             cache = state.mis_cache.at[idx].set(mis)
         else:
@@ -265,7 +271,9 @@ class Trainer:
             nonfinite=state.nonfinite | ~jnp.isfinite(loss),
             lr=state.lr,
         )
-        return new, {"loss": loss, "objective": obj, "g": g, "lam": lam, "rho": rho}
+        # parameters, state and metrics stay replicated, so that the next step sees the same input
+        # shardings (no recompilation) and every host can read them (no-op on one device)
+        return parallel.constrain_replicated((new, {"loss": loss, "objective": obj, "g": g, "lam": lam, "rho": rho}))
 
 
 def make_trainer(run: Run, mechanism) -> Trainer:
@@ -367,6 +375,8 @@ def fit(
     every ``ckpt_every`` steps and at the end.
 
     ``lanes = K`` trains K runs stacked on a leading axis (state and data) in one vmapped step.
+    On several devices the state, the training set and the sums are replicated once here; the
+    step splits each batch over the devices (see :meth:`Trainer.step`).
     Returns the final state and the seconds spent.
     """
     cfg = trainer.cfg
@@ -375,6 +385,8 @@ def fit(
     zeros = _zero_sums(trainer, data.dtype)
     if lanes is not None:
         zeros = jax.tree_util.tree_map(lambda z: jnp.broadcast_to(z, (lanes, *z.shape)), zeros)
+    if parallel.is_parallel():  # placed once, not transferred at every step
+        state, data, zeros = parallel.replicate((state, data, zeros))
     start = int(np.max(jax.device_get(state.step)))
     t0 = time.perf_counter()
     bar = None
@@ -451,7 +463,10 @@ def train(
 
     def on_checkpoint(done, state):
         if out is not None:
-            save_checkpoint(out, trainer.mechanism(state.params), state, history, config_toml, cfg.seed, done)
+            if jax.process_index() == 0:  # several processes (hosts) train one run: one writer
+                save_checkpoint(out, trainer.mechanism(state.params), state, history, config_toml, cfg.seed, done)
+            elif not _finite_tree(state):  # the others stop where process 0 does
+                raise TrainingDiverged(f"parameters became non-finite before step {done}; lower train.lr")
             saved[0] = done
 
     state, seconds = fit(trainer, state, data, lanes=None, on_record=on_record, on_checkpoint=on_checkpoint, progress=progress)

@@ -157,6 +157,42 @@ def bench_seeds(config_path, k, batch):
     ]
 
 
+def bench_devices(counts=(1, 2, 4), large=False):
+    """One RegretNet training step on 1, 2 and 4 devices (data parallel: the batch split over a
+    mesh, parameters replicated). On a CPU the devices are forced with
+    ``--xla_force_host_platform_device_count`` and share the same cores (correctness, not speed);
+    on a machine with that many accelerators they are real. Each count runs in a subprocess."""
+    import os
+    import subprocess
+    import sys
+
+    rows = []
+    for d in counts:
+        env = dict(os.environ)
+        if jax.default_backend() == "cpu":
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={d}").strip()
+        elif d > jax.device_count():
+            continue
+        code = ("import json, sys; sys.path.insert(0, %r); import bench, jax; "
+                "r = bench.bench_train_step({'kind': 'regretnet', 'hidden': [100, 100, 100]}, 2, %d, 'regretnet 3x100'); "
+                "r['devices'] = jax.device_count(); print('JSON' + json.dumps(r))") % (str(Path(__file__).parent), 8192 if large else 512)
+        if jax.default_backend() != "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(d))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("JSON")), None)
+        if line is None:
+            rows.append({"kernel": f"train step on {d} device(s): failed ({out.stderr.strip().splitlines()[-1:]})", "seconds": float("nan")})
+            continue
+        r = json.loads(line[4:])
+        r["kernel"] += f", {r['devices']} device(s)"
+        rows.append(r)
+    t1 = rows[0]["seconds"] if rows else None
+    for r in rows[1:]:
+        if t1:
+            r["cost_vs_one"] = r["seconds"] / t1
+    return rows
+
+
 def _public_goods(n):
     cfg = {"setting": {"kind": "public_goods", "n_agents": n, "n_goods": 2, "cost_per_agent": 1.25,
                        "prior": {"dist": "discrete", "values": [1.0, 3.0], "probs": [0.6, 0.4]}},
@@ -253,6 +289,7 @@ def main(argv=None):
     results.extend(bench_interim(4))
     here = Path(__file__).parent
     results.extend(bench_seeds(here / "one_buyer_two_items_regretnet.toml", 8, 128 if not large else 1024))
+    results.extend(bench_devices(large=large))
     mm = results[0]["flops_per_s"]
     for r in results[1:]:
         if r.get("flops_per_s") is None:
@@ -262,7 +299,7 @@ def main(argv=None):
     lines = [
         f"device: {meta['device']} ({meta['devices']} device(s)), jax {meta['jax']}",
         "",
-        "| kernel | time (ms) | evaluations/s | GFLOP/s | of matmul | kernel speed-up | cost vs one run |",
+        "| kernel | time (ms) | evaluations/s | GFLOP/s | of matmul | kernel speed-up | time vs one run / one device |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:

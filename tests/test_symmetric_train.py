@@ -157,6 +157,29 @@ def test_ex_post_ir_penalty_lowers_the_violation_rate():
     assert rates[10.0][1] <= 0.1 * rates[0.0][1], rates
 
 
+def test_multipliers_update_on_the_device_and_the_loop_reads_back_only_to_log():
+    """The loop makes no implicit device→host transfer (the guard; the log's explicit
+    ``jax.device_get`` is allowed), and the on-device dual update is the augmented Lagrangian's:
+    with K = update_every = 4 and growth 2, after step 4 λ = λ_0 + ρ_0·mean(g_1..g_4), ρ = 2ρ_0, and
+    after step 8 λ = λ_4 + 2ρ_0·mean(g_5..g_8) (the same for μ with h); in between λ is constant.
+    g_t, h_t are the logged estimates of step t, so the only error is float32 rounding of a few
+    additions (relative ~1e-7; tolerance 1e-5). Bids b = v + 0.3 in first price pay b > v on winning, so
+    U(v) = −0.3·A(b) < 0: h = 0.3·E A > 0, and bidding below the others (utility 0) beats it: g > 0."""
+    pri = [Uniform(0.0, 1.0), Uniform(0.0, 1.0)]
+    with jax.transfer_guard_device_to_host("disallow"):  # overbidding in first price: regret > 0 and IR violated
+        _, hist = train_symmetric(pri, FirstPrice(), MonotoneStrategy(pri, 3, shift=0.3), key=jax.random.PRNGKey(0), steps=8, lr=1e-3,
+                                  batch=16, others=16, deviations=8, lam0=1.0, rho0=0.5, rho_growth=2.0, update_every=4, log_every=1)
+    assert [r["step"] for r in hist] == list(range(1, 9))
+    for name, est in (("lam", "regret"), ("mu", "ir")):
+        g = np.array([r[est] for r in hist])  # (8, n)
+        lam4 = 1.0 + 0.5 * g[:4].mean(axis=0)
+        np.testing.assert_allclose(hist[3][name], lam4, rtol=1e-5)
+        np.testing.assert_array_equal(hist[4][name], hist[3][name])
+        np.testing.assert_allclose(hist[7][name], lam4 + 1.0 * g[4:].mean(axis=0), rtol=1e-5)
+        assert np.all(g[:4].mean(axis=0) > 1e-3)  # the update really moves λ and μ
+    assert [r["rho"] for r in hist] == [0.5] * 3 + [1.0] * 4 + [2.0]
+
+
 def test_bad_options_fail_with_config_errors():
     pri = [Uniform(0.0, 1.0), Uniform(0.0, 1.0)]
     st = MonotoneStrategy(pri, 3)

@@ -118,7 +118,7 @@ class SymmetricAuction(Mechanism):
     played_in_equilibrium: ClassVar[bool] = True
     summary: ClassVar[str] = (
         "Deb-Pai symmetric auction: analytic (index, cutoff, punishment) or learned with its bidders' strategies "
-        "(rule, hidden, features, activation, winner, knots, reserve, bids, init)"
+        "(rule, hidden, features, activation, winner, knots, reserve, bids, init, matmul_dtype)"
     )
 
     @classmethod

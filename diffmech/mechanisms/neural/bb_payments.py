@@ -33,6 +33,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ..base import Mechanism, check_options
+from .precision import DEFAULT_MATMUL_DTYPE, contract
 from .public_simple import mlp
 from .regretnet import ACTIVATIONS, _parse_hidden
 
@@ -58,12 +59,12 @@ class BudgetBalancedPayments(Mechanism):
     kind: ClassVar[str] = "bb_payments"
     summary: ClassVar[str] = (
         "learned payments for the efficient allocation of an 'efficient' setting, ex post budget balanced by "
-        "construction (keys: hidden, symmetry = equivariant|none, activation)"
+        "construction (keys: hidden, symmetry = equivariant|none, activation, matmul_dtype)"
     )
     trainable: ClassVar[bool] = True
 
     def __init__(self, setting, *, hidden=DEFAULT_HIDDEN, symmetry: str | None = None, activation: str = "tanh",
-                 key: PRNGKeyArray):
+                 matmul_dtype: str = DEFAULT_MATMUL_DTYPE, key: PRNGKeyArray):
         if getattr(setting, "kind", "") != "efficient":
             raise ConfigError(f"mechanism 'bb_payments' needs an 'efficient' setting, got {getattr(setting, 'kind', setting)!r}")
         symmetry = symmetry or ("equivariant" if setting.symmetric else "none")
@@ -77,15 +78,16 @@ class BudgetBalancedPayments(Mechanism):
         width = n + 1 + (n if symmetry == "none" else 0)
         self.setting = setting
         self.symmetry = symmetry
-        self.net = mlp(key, (width,) + _parse_hidden(list(hidden)) + (1,), activation)
+        self.net = mlp(key, (width,) + _parse_hidden(list(hidden)) + (1,), activation, matmul_dtype)
         _, hi = setting.type_bounds()
         self.scale = float(max(1.0, float(np.max(np.abs(hi)))))
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "BudgetBalancedPayments":
-        check_options(cls.kind, options, ("hidden", "symmetry", "activation"))
+        check_options(cls.kind, options, ("hidden", "symmetry", "activation", "matmul_dtype"))
         return cls(setting, hidden=options.get("hidden", list(DEFAULT_HIDDEN)), symmetry=options.get("symmetry"),
-                   activation=options.get("activation", "tanh"), key=key if key is not None else jax.random.PRNGKey(0))
+                   activation=options.get("activation", "tanh"), matmul_dtype=options.get("matmul_dtype", DEFAULT_MATMUL_DTYPE),
+                   key=key if key is not None else jax.random.PRNGKey(0))
 
     def features(self, theta: Float[Array, "batch agents"], x: Float[Array, "batch agents"]) -> Float[Array, "batch agents width"]:
         """Each agent's input: own normalised report, the others' (sorted, or in index order with
@@ -117,8 +119,9 @@ class BudgetBalancedPayments(Mechanism):
         m_i — which the loss cannot see, so nothing stops it from growing — never enters, and the
         budget stays balanced to float32 rounding of the payments themselves."""
         act = ACTIVATIONS[self.net.activation]
+        dt = self.net.matmul_dtype
         h = feats
         for layer in self.net.layers[:-1]:
-            h = act(jnp.einsum("bnf,hf->bnh", h, layer.weight) + layer.bias)
+            h = act(contract("bnf,hf->bnh", h, layer.weight, dt) + layer.bias)
         h = h - jnp.mean(h, axis=1, keepdims=True)
-        return jnp.einsum("bnh,oh->bno", h, self.net.layers[-1].weight)[..., 0]
+        return contract("bnh,oh->bno", h, self.net.layers[-1].weight, dt)[..., 0]

@@ -42,6 +42,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ..base import Mechanism, check_options
+from .precision import DEFAULT_MATMUL_DTYPE, contract, parse_matmul_dtype
 from .regretnet import ACTIVATIONS, _finite_bounds, _linear, _parse_hidden, _uniform_init
 
 DEFAULT_CHANNELS = (64, 64, 64)
@@ -75,16 +76,19 @@ class EquivariantNet(Mechanism):
     allocation: str = eqx.field(static=True)
     channels: tuple[int, ...] = eqx.field(static=True)
     activation: str = eqx.field(static=True)
+    matmul_dtype: str = eqx.field(static=True)
 
     kind: ClassVar[str] = "equivariant"
     summary: ClassVar[str] = (
-        "RegretNet with exchangeable layers: symmetric across items (and bidders with one prior); keys channels, activation"
+        "RegretNet with exchangeable layers: symmetric across items (and bidders with one prior); keys channels, activation, "
+        "matmul_dtype"
     )
     trainable: ClassVar[bool] = True
     ir_by_construction: ClassVar[bool] = True
 
     def __init__(self, low, high, n_items: int, bidder_symmetric: bool, allocation: str = "items",
-                 channels=DEFAULT_CHANNELS, activation: str = "tanh", *, key: PRNGKeyArray):
+                 channels=DEFAULT_CHANNELS, activation: str = "tanh", *, matmul_dtype: str = DEFAULT_MATMUL_DTYPE,
+                 key: PRNGKeyArray):
         if allocation not in ("items", "unit_demand"):
             raise ConfigError(
                 "mechanism 'equivariant' needs heterogeneous items (additive or unit-demand); identical units are "
@@ -97,6 +101,7 @@ class EquivariantNet(Mechanism):
         self.n_agents, self.n_items = len(self.low), int(n_items)
         self.bidder_symmetric, self.allocation = bool(bidder_symmetric), allocation
         self.channels, self.activation = channels, activation
+        self.matmul_dtype = parse_matmul_dtype(matmul_dtype)
         c_in = 1 + (0 if self.bidder_symmetric else self.n_agents)
         widths = (c_in,) + channels + (OUT_CHANNELS,)
         shapes = tuple((o, 4 * i) for i, o in zip(widths[:-1], widths[1:]))
@@ -105,7 +110,7 @@ class EquivariantNet(Mechanism):
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "EquivariantNet":
-        check_options(cls.kind, options, ("channels", "activation"))
+        check_options(cls.kind, options, ("channels", "activation", "matmul_dtype"))
         if getattr(setting, "kind", "") == "identical_items":
             raise ConfigError(
                 "mechanism 'equivariant' needs heterogeneous items; identical units are ordered — use 'regretnet' or 'rochetnet'"
@@ -121,7 +126,7 @@ class EquivariantNet(Mechanism):
             low[:, 0], high[:, 0], getattr(setting, "n_items", 1), symmetric,
             getattr(setting, "feasibility", "items"),
             options.get("channels", list(DEFAULT_CHANNELS)), options.get("activation", "tanh"),
-            key=jax.random.PRNGKey(0) if key is None else key,
+            matmul_dtype=options.get("matmul_dtype", DEFAULT_MATMUL_DTYPE), key=jax.random.PRNGKey(0) if key is None else key,
         )
 
     def _cells(self, x: Float[Array, "n m"]) -> Float[Array, "n m 5"]:
@@ -130,9 +135,10 @@ class EquivariantNet(Mechanism):
         if not self.bidder_symmetric:
             ids = jnp.broadcast_to(jnp.eye(self.n_agents, dtype=x.dtype)[:, None, :], (self.n_agents, self.n_items, self.n_agents))
             h = jnp.concatenate([h, ids], axis=-1)
+        dt = self.matmul_dtype
         for layer in self.layers:
-            h = act(jnp.einsum("nmc,oc->nmo", _pooled(h), layer.weight) + layer.bias)
-        return jnp.einsum("nmc,oc->nmo", _pooled(h), self.head.weight) + self.head.bias
+            h = act(contract("nmc,oc->nmo", _pooled(h), layer.weight, dt) + layer.bias)
+        return contract("nmc,oc->nmo", _pooled(h), self.head.weight, dt) + self.head.bias
 
     def _profile(self, b: Float[Array, "n m"]) -> tuple[Float[Array, "n m"], Float[Array, " n"]]:
         low = jnp.asarray(self.low, b.dtype)[:, None]

@@ -24,6 +24,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ...errors import ConfigError
 from ...outcome import public_goods_outcome
 from ..base import Mechanism, check_options, require_public_goods
+from .precision import DEFAULT_MATMUL_DTYPE
 from .public_simple import DEFAULT_HIDDEN, mlp
 from .regretnet import ACTIVATIONS, _finite_bounds, _parse_hidden
 
@@ -39,10 +40,11 @@ class PublicGeneralNet(Mechanism):
     value_scale: float = eqx.field(static=True)
 
     kind: ClassVar[str] = "public_general"
-    summary: ClassVar[str] = "neural general public-goods mechanism ρ(θ), η_i(θ), t_i(θ) (keys: hidden, activation)"
+    summary: ClassVar[str] = "neural general public-goods mechanism ρ(θ), η_i(θ), t_i(θ) (keys: hidden, activation, matmul_dtype)"
     trainable: ClassVar[bool] = True
 
-    def __init__(self, low, high, n_agents: int, *, hidden=DEFAULT_HIDDEN, activation: str = "tanh", key: PRNGKeyArray):
+    def __init__(self, low, high, n_agents: int, *, hidden=DEFAULT_HIDDEN, activation: str = "tanh",
+                 matmul_dtype: str = DEFAULT_MATMUL_DTYPE, key: PRNGKeyArray):
         if activation not in ACTIVATIONS:
             raise ConfigError(f"mechanism.activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         hidden = _parse_hidden(list(hidden))
@@ -50,15 +52,16 @@ class PublicGeneralNet(Mechanism):
         m = len(self.low)
         self.n_agents, self.n_goods = n_agents, m
         self.value_scale = float(max(abs(v) for v in self.high + self.low) or 1.0)
-        self.net = mlp(key, (n_agents * m,) + hidden + (m + n_agents * m + n_agents,), activation)
+        self.net = mlp(key, (n_agents * m,) + hidden + (m + n_agents * m + n_agents,), activation, matmul_dtype)
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "PublicGeneralNet":
         require_public_goods(setting, cls.kind)
-        check_options(cls.kind, options, ("hidden", "activation"))
+        check_options(cls.kind, options, ("hidden", "activation", "matmul_dtype"))
         low, high = _finite_bounds(cls.kind, setting)
         return cls(low[0], high[0], setting.n_agents, hidden=options.get("hidden", list(DEFAULT_HIDDEN)),
-                   activation=options.get("activation", "tanh"), key=key if key is not None else jax.random.PRNGKey(0))
+                   activation=options.get("activation", "tanh"), matmul_dtype=options.get("matmul_dtype", DEFAULT_MATMUL_DTYPE),
+                   key=key if key is not None else jax.random.PRNGKey(0))
 
     def __call__(self, reports: Float[Array, "batch agents goods"]):
         reports = jnp.asarray(reports)

@@ -36,6 +36,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ...errors import ConfigError
 from ...outcome import public_goods_outcome
 from ..base import Mechanism, check_options, require_public_goods
+from .precision import DEFAULT_MATMUL_DTYPE, dense, parse_matmul_dtype
 from .regretnet import ACTIVATIONS, _finite_bounds, _linear, _parse_hidden, _uniform_init
 
 SYMMETRIES = ("none", "anonymous", "symmetric")
@@ -43,22 +44,24 @@ DEFAULT_HIDDEN = (64, 64)
 
 
 class MLP(eqx.Module):
-    """Linear layers with an activation between them (none after the last)."""
+    """Linear layers with an activation between them (none after the last); the products W x in
+    ``matmul_dtype`` (:mod:`~diffmech.mechanisms.neural.precision`)."""
 
     layers: tuple[eqx.nn.Linear, ...]
     activation: str = eqx.field(static=True)
+    matmul_dtype: str = eqx.field(static=True, default=DEFAULT_MATMUL_DTYPE)
 
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
-            x = act(layer(x))
-        return self.layers[-1](x)
+            x = act(dense(layer, x, self.matmul_dtype))
+        return dense(self.layers[-1], x, self.matmul_dtype)
 
 
-def mlp(key: PRNGKeyArray, sizes: tuple[int, ...], activation: str) -> MLP:
+def mlp(key: PRNGKeyArray, sizes: tuple[int, ...], activation: str, matmul_dtype: str = DEFAULT_MATMUL_DTYPE) -> MLP:
     """An MLP with layer widths ``sizes`` (input first, output last)."""
     shapes = tuple((o, i) for i, o in zip(sizes[:-1], sizes[1:]))
-    return MLP(tuple(_linear(w, b) for w, b in _uniform_init(key, shapes)), activation)
+    return MLP(tuple(_linear(w, b) for w, b in _uniform_init(key, shapes)), activation, parse_matmul_dtype(matmul_dtype))
 
 
 def _matrix_pool(h: Float[Array, "n m c"]) -> Float[Array, "n m 4c"]:
@@ -89,12 +92,13 @@ class PublicSimpleNet(Mechanism):
 
     kind: ClassVar[str] = "public_simple"
     summary: ClassVar[str] = (
-        "neural simple public-goods mechanism ρ(θ), η_i(θ_i), t_i(θ_i) (keys: hidden, symmetry = none|anonymous|symmetric, activation)"
+        "neural simple public-goods mechanism ρ(θ), η_i(θ_i), t_i(θ_i) (keys: hidden, symmetry = none|anonymous|symmetric, activation, "
+        "matmul_dtype)"
     )
     trainable: ClassVar[bool] = True
 
     def __init__(self, low, high, n_agents: int, *, hidden=DEFAULT_HIDDEN, symmetry: str = "anonymous",
-                 activation: str = "tanh", key: PRNGKeyArray):
+                 activation: str = "tanh", matmul_dtype: str = DEFAULT_MATMUL_DTYPE, key: PRNGKeyArray):
         if symmetry not in SYMMETRIES:
             raise ConfigError(f"mechanism.symmetry must be one of {', '.join(SYMMETRIES)}, got {symmetry!r}")
         if activation not in ACTIVATIONS:
@@ -108,32 +112,34 @@ class PublicSimpleNet(Mechanism):
         self.value_scale = float(max(abs(v) for v in self.high + self.low) or 1.0)
         k1, k2 = jax.random.split(key)
         h = hidden
+        dt = parse_matmul_dtype(matmul_dtype)
         if symmetry == "none":
-            self.provision_net = mlp(k1, (n_agents * m,) + h + (m,), activation)
-            self.own_net = mlp(k2, (m + n_agents,) + h + (m + 1,), activation)
+            self.provision_net = mlp(k1, (n_agents * m,) + h + (m,), activation, dt)
+            self.own_net = mlp(k2, (m + n_agents,) + h + (m + 1,), activation, dt)
         elif symmetry == "anonymous":
             ka, kb = jax.random.split(k1)
-            self.provision_net = (mlp(ka, (m,) + h, activation), mlp(kb, (h[-1],) + h + (m,), activation))
-            self.own_net = mlp(k2, (m,) + h + (m + 1,), activation)
+            self.provision_net = (mlp(ka, (m,) + h, activation, dt), mlp(kb, (h[-1],) + h + (m,), activation, dt))
+            self.own_net = mlp(k2, (m,) + h + (m + 1,), activation, dt)
         else:
             widths = (1,) + h
-            self.provision_net = tuple(mlp(k, (4 * a, b), activation) for k, a, b in zip(jax.random.split(k1, len(h)), widths[:-1], widths[1:])) + (
-                mlp(jax.random.fold_in(k1, 7), (h[-1], 1), activation),
+            self.provision_net = tuple(mlp(k, (4 * a, b), activation, dt) for k, a, b in zip(jax.random.split(k1, len(h)), widths[:-1], widths[1:])) + (
+                mlp(jax.random.fold_in(k1, 7), (h[-1], 1), activation, dt),
             )
-            self.own_net = tuple(mlp(k, (2 * a, b), activation) for k, a, b in zip(jax.random.split(k2, len(h)), widths[:-1], widths[1:])) + (
-                mlp(jax.random.fold_in(k2, 7), (h[-1], 2), activation),
+            self.own_net = tuple(mlp(k, (2 * a, b), activation, dt) for k, a, b in zip(jax.random.split(k2, len(h)), widths[:-1], widths[1:])) + (
+                mlp(jax.random.fold_in(k2, 7), (h[-1], 2), activation, dt),
             )
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "PublicSimpleNet":
         require_public_goods(setting, cls.kind)
-        check_options(cls.kind, options, ("hidden", "symmetry", "activation"))
+        check_options(cls.kind, options, ("hidden", "symmetry", "activation", "matmul_dtype"))
         low, high = _finite_bounds(cls.kind, setting)
         symmetry = options.get("symmetry", "anonymous")
         if symmetry == "symmetric" and not setting.exchangeable_goods:
             raise ConfigError("symmetry = \"symmetric\" needs goods that are exchangeable (same prior and cost); use \"anonymous\"")
         return cls(low[0], high[0], setting.n_agents, hidden=options.get("hidden", list(DEFAULT_HIDDEN)), symmetry=symmetry,
-                   activation=options.get("activation", "tanh"), key=key if key is not None else jax.random.PRNGKey(0))
+                   activation=options.get("activation", "tanh"), matmul_dtype=options.get("matmul_dtype", DEFAULT_MATMUL_DTYPE),
+                   key=key if key is not None else jax.random.PRNGKey(0))
 
     # ------------------------------------------------------------------ pieces
 

@@ -76,6 +76,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ...errors import ConfigError
 from ...outcome import Outcome
 from ..base import Mechanism, check_options
+from .precision import DEFAULT_MATMUL_DTYPE, dense, parse_matmul_dtype
 
 DEFAULT_HIDDEN = (100, 100, 100)
 ACTIVATIONS = {"tanh": jax.nn.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu}
@@ -159,7 +160,8 @@ class RegretNet(Mechanism):
 
     See the module docstring for the mathematics. Build with :meth:`from_config` (options
     ``hidden`` = list of widths, default ``[100, 100, 100]``; ``activation`` ∈ {tanh, relu, gelu},
-    default tanh; ``payments`` ∈ {ir, free}, default ir) or with the constructor.
+    default tanh; ``payments`` ∈ {ir, free}, default ir; ``matmul_dtype`` ∈ {float32, bfloat16},
+    default float32, see :mod:`~diffmech.mechanisms.neural.precision`) or with the constructor.
     """
 
     layers: tuple[eqx.nn.Linear, ...]
@@ -176,9 +178,10 @@ class RegretNet(Mechanism):
     payments: str = eqx.field(static=True)
     value_scale: float = eqx.field(static=True)
     ir: bool = eqx.field(static=True)
+    matmul_dtype: str = eqx.field(static=True)
 
     kind: ClassVar[str] = "regretnet"
-    summary: ClassVar[str] = "RegretNet MLP (Duetting et al. 2019); keys hidden, activation, payments (ir|free)"
+    summary: ClassVar[str] = "RegretNet MLP (Duetting et al. 2019); keys hidden, activation, payments (ir|free), matmul_dtype"
     trainable: ClassVar[bool] = True
     dsic_by_construction: ClassVar[bool] = False
     ir_by_construction = _InstanceFlag("ir", default=False)  # True on instances with payments="ir"
@@ -193,6 +196,7 @@ class RegretNet(Mechanism):
         payments: str = "ir",
         allocation: str = "items",
         *,
+        matmul_dtype: str = DEFAULT_MATMUL_DTYPE,
         key: PRNGKeyArray,
     ):
         low = np.asarray(low, dtype=np.float64)
@@ -222,6 +226,7 @@ class RegretNet(Mechanism):
         self.n_agents, self.n_items, self.type_dim = int(n_agents), n_items, int(type_dim)
         self.hidden, self.activation, self.payments = hidden, activation, payments
         self.ir = payments == "ir"
+        self.matmul_dtype = parse_matmul_dtype(matmul_dtype)
         scale = float(np.max(np.sum(high, axis=1)))
         if not scale > 0:
             scale = float(np.max(np.abs(np.concatenate([low, high])))) or 1.0
@@ -244,7 +249,7 @@ class RegretNet(Mechanism):
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "RegretNet":
         options = dict(options)
-        check_options(cls.kind, options, ("hidden", "activation", "payments"))
+        check_options(cls.kind, options, ("hidden", "activation", "payments", "matmul_dtype"))
         low, high = _finite_bounds(cls.kind, setting)
         if key is None:
             key = jax.random.PRNGKey(0)
@@ -256,6 +261,7 @@ class RegretNet(Mechanism):
             activation=options.get("activation", "tanh"),
             payments=options.get("payments", "ir"),
             allocation=getattr(setting, "feasibility", "items"),
+            matmul_dtype=options.get("matmul_dtype", DEFAULT_MATMUL_DTYPE),
             key=key,
         )
 
@@ -270,9 +276,11 @@ class RegretNet(Mechanism):
         """One profile: normalised flat input → (alloc (agents, items), payment-head output (agents,))."""
         act = ACTIVATIONS[self.activation]
         z = x
+        dt = self.matmul_dtype
         for layer in self.layers:
-            z = act(layer(z))
-        return allocation_from_scores(self.alloc_head(z), self.allocation, self.n_agents, self.n_items), self.pay_head(z)
+            z = act(dense(layer, z, dt))
+        scores = dense(self.alloc_head, z, dt)
+        return allocation_from_scores(scores, self.allocation, self.n_agents, self.n_items), dense(self.pay_head, z, dt)
 
     def __call__(self, reports: Float[Array, "batch agents dim"]) -> Outcome:
         reports = jnp.asarray(reports)

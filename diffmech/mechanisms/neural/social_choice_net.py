@@ -44,6 +44,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ...errors import ConfigError
 from ...outcome import SocialChoiceOutcome, social_choice_outcome
 from ..base import Mechanism, check_options
+from .precision import DEFAULT_MATMUL_DTYPE
 from .public_simple import MLP, mlp
 from .regretnet import ACTIVATIONS, _finite_bounds, _parse_hidden
 
@@ -82,12 +83,13 @@ class SocialChoiceNet(Mechanism):
     kind: ClassVar[str] = "social_choice_net"
     summary: ClassVar[str] = (
         "neural social-choice mechanism: MLP of the profile → lottery or one alternative, and transfers "
-        "(keys: hidden, activation, head = softmax|straight_through, temperature)"
+        "(keys: hidden, activation, head = softmax|straight_through, temperature, matmul_dtype)"
     )
     trainable: ClassVar[bool] = True
 
     def __init__(self, low, high, n_alternatives: int, *, payment_scale: float = 1.0, hidden=DEFAULT_HIDDEN,
-                 activation: str = "tanh", head: str = "softmax", temperature: float = 1.0, key: PRNGKeyArray):
+                 activation: str = "tanh", head: str = "softmax", temperature: float = 1.0,
+                 matmul_dtype: str = DEFAULT_MATMUL_DTYPE, key: PRNGKeyArray):
         """``low``/``high``: the type box ``(n, l)``; ``n_alternatives``: K."""
         if head not in HEADS:
             raise ConfigError(f"mechanism.head must be one of {', '.join(HEADS)}, got {head!r}")
@@ -103,7 +105,7 @@ class SocialChoiceNet(Mechanism):
         self.width = tuple(float(v) if v > 0 else 1.0 for v in w)
         self.n_agents, self.n_alternatives = n, int(n_alternatives)
         self.head, self.temperature, self.payment_scale = head, float(temperature), float(payment_scale)
-        self.net = mlp(key, (low.size,) + hidden + (self.n_alternatives + n,), activation)
+        self.net = mlp(key, (low.size,) + hidden + (self.n_alternatives + n,), activation, matmul_dtype)
 
     @classmethod
     def from_config(cls, setting, options: dict[str, Any], key: PRNGKeyArray | None = None) -> "SocialChoiceNet":
@@ -111,14 +113,15 @@ class SocialChoiceNet(Mechanism):
             raise ConfigError(
                 f"mechanism 'social_choice_net' is defined for the social_choice setting, not {getattr(setting, 'kind', type(setting).__name__)!r}"
             )
-        check_options(cls.kind, options, ("hidden", "activation", "head", "temperature"))
+        check_options(cls.kind, options, ("hidden", "activation", "head", "temperature", "matmul_dtype"))
         head = options.get("head", "softmax")
         if "temperature" in options and head != "straight_through":
             raise ConfigError('mechanism.temperature only sets the straight-through gradient; use it with head = "straight_through"')
         low, high = _finite_bounds(cls.kind, setting)
         return cls(low, high, setting.n_alternatives, payment_scale=_payment_scale(setting, low, high),
                    hidden=options.get("hidden", list(DEFAULT_HIDDEN)), activation=options.get("activation", "tanh"), head=head,
-                   temperature=options.get("temperature", 1.0), key=key if key is not None else jax.random.PRNGKey(0))
+                   temperature=options.get("temperature", 1.0), matmul_dtype=options.get("matmul_dtype", DEFAULT_MATMUL_DTYPE),
+                   key=key if key is not None else jax.random.PRNGKey(0))
 
     def logits_and_payments(self, reports: Float[Array, "batch agents dim"]) -> tuple[Float[Array, "batch K"], Float[Array, "batch agents"]]:
         """The K logits s and the transfers t_i = S z_{K+i} for every profile."""

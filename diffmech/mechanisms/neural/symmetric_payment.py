@@ -34,6 +34,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ...errors import ConfigError
 from ..symmetric_auction import PaymentRule
+from .precision import DEFAULT_MATMUL_DTYPE
 from .public_simple import mlp
 from .regretnet import ACTIVATIONS, _parse_hidden
 
@@ -50,7 +51,8 @@ class DeepSetsPayment(PaymentRule):
     pay_scale: float = eqx.field(static=True)
 
     def __init__(self, bid_low: float, bid_high: float, *, hidden: Sequence[int] = DEFAULT_HIDDEN, features: int = 16,
-                 activation: str = "tanh", pay_scale: float | None = None, key: PRNGKeyArray):
+                 activation: str = "tanh", pay_scale: float | None = None, matmul_dtype: str = DEFAULT_MATMUL_DTYPE,
+                 key: PRNGKeyArray):
         if not (bid_high > bid_low):
             raise ConfigError(f"the bid range must have bid_high > bid_low, got [{bid_low}, {bid_high}]")
         if activation not in ACTIVATIONS:
@@ -59,8 +61,8 @@ class DeepSetsPayment(PaymentRule):
         if not isinstance(features, int) or features < 1:
             raise ConfigError(f"features must be a positive integer, got {features!r}")
         k1, k2 = jax.random.split(key)
-        self.phi = mlp(k1, (2,) + hidden + (features,), activation)
-        self.rho = mlp(k2, (1 + features,) + hidden + (1,), activation)
+        self.phi = mlp(k1, (2,) + hidden + (features,), activation, matmul_dtype)
+        self.rho = mlp(k2, (1 + features,) + hidden + (1,), activation, matmul_dtype)
         self.centre = 0.5 * (bid_low + bid_high)
         self.scale = 0.5 * (bid_high - bid_low)
         self.pay_scale = float(pay_scale) if pay_scale is not None else max(abs(bid_low), abs(bid_high), 1.0)
@@ -140,7 +142,7 @@ class SeparablePayment(PaymentRule):
 
     def __init__(self, bid_low: float, bid_high: float, *, hidden: Sequence[int] = (64, 64), features: int = 8,
                  winner: bool = False, others_features: str = "events", activation: str = "tanh",
-                 pay_scale: float | None = None, key: PRNGKeyArray):
+                 pay_scale: float | None = None, matmul_dtype: str = DEFAULT_MATMUL_DTYPE, key: PRNGKeyArray):
         if not (bid_high > bid_low):
             raise ConfigError(f"the bid range must have bid_high > bid_low, got [{bid_low}, {bid_high}]")
         if activation not in ACTIVATIONS:
@@ -152,10 +154,10 @@ class SeparablePayment(PaymentRule):
         hidden = _parse_hidden(list(hidden))
         parts = 2 if winner else 1
         k1, k2 = jax.random.split(key)
-        self.own_net = mlp(k1, (1,) + hidden + (parts * (features + 1),), activation)
+        self.own_net = mlp(k1, (1,) + hidden + (parts * (features + 1),), activation, matmul_dtype)
         dtype = jnp.result_type(float)
         if others_features == "mlp":
-            self.others_net = mlp(k2, (1,) + hidden + (parts * features,), activation)
+            self.others_net = mlp(k2, (1,) + hidden + (parts * features,), activation, matmul_dtype)
             self.cutoffs = self.log_widths = None
         else:
             self.others_net = None
@@ -209,7 +211,7 @@ class SeparablePayment(PaymentRule):
         return self._combine(self._own(own), self._pooled(others), win, outer=True)
 
 
-LEARNED_KEYS = ("rule", "hidden", "features", "activation", "winner", "knots", "reserve", "bids", "init")
+LEARNED_KEYS = ("rule", "hidden", "features", "activation", "winner", "knots", "reserve", "bids", "init", "matmul_dtype")
 
 
 def learned_symmetric_auction(setting, options: dict[str, Any], key: PRNGKeyArray):
@@ -218,7 +220,8 @@ def learned_symmetric_auction(setting, options: dict[str, Any], key: PRNGKeyArra
 
     Keys: ``rule`` = ``"separable"`` (:class:`SeparablePayment`; defaults features 8, ReLU) or
     ``"deepsets"`` (:class:`DeepSetsPayment`; features 16, tanh); ``hidden``, ``features``,
-    ``activation``; ``winner`` (separable only: a term paid by the highest bid alone); ``knots`` of
+    ``activation``; ``matmul_dtype`` (the networks' products, :mod:`~diffmech.mechanisms.neural.precision`);
+    ``winner`` (separable only: a term paid by the highest bid alone); ``knots`` of
     each bidder's monotone strategy (default 16; the strategies start truthful, σ_i(v) = v);
     ``reserve`` r (default 0; the rule is wrapped in :class:`ReserveGate`); ``bids = [low, high]``,
     the bid range the rule normalises by (default: the hull of the ``init`` mechanism's bid spaces,
@@ -258,7 +261,7 @@ def learned_symmetric_auction(setting, options: dict[str, Any], key: PRNGKeyArra
         if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b) and b[1] > b[0]):
             raise ConfigError(f"mechanism.bids must be [low, high] with high > low, got {b!r}")
         lo, hi = float(b[0]), float(b[1])
-    net = {k: options[k] for k in ("hidden", "features", "activation", "winner") if k in options}
+    net = {k: options[k] for k in ("hidden", "features", "activation", "winner", "matmul_dtype") if k in options}
     if kind == "separable":
         net.setdefault("activation", "relu")
         base = SeparablePayment(lo, hi, key=key, **net)
