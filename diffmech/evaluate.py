@@ -85,17 +85,45 @@ def _truthful_metrics(mechanism, setting, types):
     )
 
 
+#: mechanism evaluations per block inside an attack kernel. A chunk's profiles are attacked block
+#: by block (``lax.map``) so that a block's activations stay in the CPU's cache instead of going
+#: through memory: the grid attack of a RegretNet 3×100 (2 bidders, 4096 profiles × 1000 reports)
+#: ran 3.8× faster in blocks of 16k evaluations than in one pass (110 against 29 GFLOP/s).
+BLOCK_EVALS = 1 << 14
+
+
+def _in_blocks(fn, evals_per_profile: int, *arrays):
+    """``fn(*arrays)`` for per-profile ``arrays`` (leading axis: profiles), computed over blocks of
+    about ``BLOCK_EVALS / evals_per_profile`` profiles with ``lax.map``; outputs are per profile.
+    Block j holds profiles j, j + m, j + 2m, … (a strided split, so that a leading axis sharded over
+    devices stays sharded within each block); the profile count is padded with the last profile."""
+    b = arrays[0].shape[0]
+    rows = max(1, min(b, BLOCK_EVALS // max(1, evals_per_profile)))
+    m = -(-b // rows)  # number of blocks
+    if m == 1:
+        return fn(*arrays)
+    total = m * rows
+    pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], total - b, axis=0)]) if total > b else x
+    split = lambda x: jnp.swapaxes(pad(x).reshape(rows, m, *x.shape[1:]), 0, 1)  # (m, rows, ...)
+    out = jax.lax.map(lambda xs: fn(*xs), tuple(split(x) for x in arrays))
+    join = lambda y: jnp.swapaxes(y, 0, 1).reshape(total, *y.shape[2:])[:b]
+    return jax.tree_util.tree_map(join, out)
+
+
 @functools.partial(parallel.over_batch, argnums=(2,))
 @eqx.filter_jit
 def _grid_attack(mechanism, setting, types, grid):
-    return C.grid_gains(mechanism, setting, types, grid)
+    return _in_blocks(lambda t: C.grid_gains(mechanism, setting, t, grid), grid.shape[0] * grid.shape[1], types)
 
 
 @functools.partial(parallel.over_batch, argnums=(2, 3))
 @eqx.filter_jit
 def _gradient_attack(mechanism, setting, types, starts, steps: int, lr: float):
-    _, best = C.ascend_misreports(mechanism, setting, types, starts, steps, lr)
-    return jnp.max(best, axis=1)
+    def attack(t, s):
+        _, best = C.ascend_misreports(mechanism, setting, t, s, steps, lr)
+        return jnp.max(best, axis=1)
+
+    return _in_blocks(attack, starts.shape[1] * starts.shape[2], types, starts)
 
 
 def _grid_search(mechanism, setting, types, grid, points_per_call: int):
