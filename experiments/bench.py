@@ -3,10 +3,13 @@
     python experiments/bench.py [--size small|large] [--json PATH] [--markdown PATH]
 
 For each kernel it prints the throughput in profile-misreport evaluations per second (one
-evaluation = the mechanism run on one profile in which one agent misreports) and the achieved
-FLOP/s (XLA's cost model of the compiled kernel divided by the measured time), next to the FLOP/s
-of a large float32 matrix product measured in the same run, so that the ratio is meaningful on a
-shared, noisy machine. Every timing is the median of several runs after a warm-up (compilation
+evaluation = the mechanism run on one profile in which one agent misreports) and, for dense
+networks, the achieved FLOP/s counted by hand (2 FLOPs per multiply-add of the network, a backward
+pass as twice a forward; XLA's cost model counts a loop's body once, so it undercounts the attack's
+block loop and the inner ascent), next to the FLOP/s of a large float32 matrix product measured in
+the same run, so that the ratio is meaningful on a shared, noisy machine. It also times K runs
+trained together (vmap, as ``diffmech sweep`` does) against one run, and one training step on 1, 2
+and 4 devices (forced host devices on a CPU). Every timing is the median of several runs after a warm-up (compilation
 excluded).
 """
 
@@ -25,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import diffmech as dm
-from diffmech._compat import flops_of
 from diffmech.evaluate import _grid_attack
 from diffmech.trainer import make_trainer, training_data
 
@@ -38,13 +40,6 @@ def _time(fn, *args, repeats=5):
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t)
     return statistics.median(times)
-
-
-def _compiled_flops(fn, *args):
-    try:
-        return flops_of(jax.jit(fn).lower(*args).compile())
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def bench_matmul(n):
@@ -72,12 +67,14 @@ def bench_attack(mech_cfg, n, batch, grid_points, label):
 
     t = _time(jax.jit(f), params, types, grid)
     evals = batch * grid_points * n
-    flops = _compiled_flops(f, params, types, grid)
+    # FLOPs counted by hand for dense networks: 2 per multiply-add, one forward per evaluation
+    # (XLA's cost model counts the body of the kernel's block loop once, so it cannot be used)
+    macs = dense_macs(mech) if mech_cfg["kind"] == "regretnet" else 0
     return {
         "kernel": f"grid attack, {label}, {n} bidders, {batch} profiles x {grid_points} reports",
         "seconds": t,
         "evals_per_s": evals / t,
-        "flops_per_s": flops / t if flops else None,
+        "flops_per_s": 2 * macs * evals / t if macs else None,
     }
 
 
@@ -101,7 +98,10 @@ def bench_train_step(mech_cfg, n, batch, label, inner_steps=25):
     # evaluations: truthful batch + (inner ascent steps + final regret) misreports per agent
     has_regret = "regret" in trainer.names
     evals = batch * (1 + (n * run.train.train_starts * (inner_steps + 1) if has_regret else 0))
-    flops = _compiled_flops(lambda s, d: trainer.step(s, d)[0], state, data)
+    # FLOPs by hand for dense networks (XLA's cost model counts a loop's body once): every
+    # evaluation is a forward and a backward pass (3 forwards), 2 FLOPs per multiply-add
+    macs = dense_macs(mech) if mech_cfg["kind"] == "regretnet" else 0
+    flops = 3 * 2 * macs * evals
     return {
         "kernel": f"train step, {label}, {n} bidders, batch {batch}" + (f", {inner_steps} inner steps" if has_regret else ""),
         "seconds": t,
@@ -115,16 +115,6 @@ def dense_macs(mechanism) -> int:
     issue's count: 2 FLOPs per multiply-add; a backward pass counts as twice a forward)."""
     leaves = jax.tree_util.tree_leaves(eqx.filter(mechanism, eqx.is_inexact_array))
     return int(sum(x.size for x in leaves if x.ndim == 2))
-
-
-def bench_attack_counted(n, batch, grid_points, hidden):
-    """The grid attack of a RegretNet at a large batch with FLOPs counted by hand (2 per
-    multiply-add of the network, one forward per profile-misreport evaluation)."""
-    row = bench_attack({"kind": "regretnet", "hidden": hidden}, n, batch, grid_points, f"regretnet {len(hidden)}x{hidden[0]}")
-    mech = dm.resolve({"setting": _setting_cfg(n), "mechanism": {"kind": "regretnet", "hidden": hidden}}).build_mechanism(jax.random.PRNGKey(0))
-    row["kernel"] += " (FLOPs counted: 2 per multiply-add)"
-    row["flops_per_s"] = 2 * dense_macs(mech) * batch * grid_points * n / row["seconds"]
-    return row
 
 
 def bench_seeds(config_path, k, batch):
@@ -283,7 +273,7 @@ def main(argv=None):
     b = 4096 if large else 256
     results.append(bench_attack(rn, 2, b, 1000, "regretnet 3x100"))
     results.append(bench_attack(mono, 2, b, 1000, "monotone"))
-    results.append(bench_attack_counted(2, 4096 if not large else 16384, 1000, [100, 100, 100]))
+    results.append(bench_attack(rn, 2, 4 * b if large else 4096, 1000, "regretnet 3x100"))
     results.append(bench_train_step(rn, 2, 8192 if large else 512, "regretnet 3x100"))
     results.append(bench_train_step(mono, 2, 8192 if large else 512, "monotone"))
     results.extend(bench_interim(4))
