@@ -158,6 +158,20 @@ def constraint_names(mechanism, setting, cfg=None) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- the step
 
 
+class TrainingView(eqx.Module):
+    """A mechanism seen through its ``training_outcome``: interim training measures the objective
+    and every constraint on it (for most mechanisms the mechanism itself; for the social-choice
+    ``dither`` head the exact expectation of its hard choice over the dither)."""
+
+    base: Any
+
+    def __call__(self, reports):
+        return self.base.training_outcome(reports)
+
+    def training_outcome(self, reports):
+        return self.base.training_outcome(reports)
+
+
 @dataclass(frozen=True)
 class Trainer:
     """The pure pieces of a training run: build with :func:`make_trainer`."""
@@ -218,7 +232,7 @@ class Trainer:
         batch = I.training_batch(self.setting, key, self.cfg, data.dtype)
 
         def loss_fn(params):
-            mech = self.mechanism(params)
+            mech = TrainingView(self.mechanism(params))
             obj = I.batch_objective(mech, self.setting, batch)
             g = I.batch_constraints(mech, self.setting, batch, self.names) if self.names else jnp.zeros((0, self.setting.n_agents), data.dtype)
             return -obj + self.dual.penalty(state.lam, state.rho, g), (obj, g)

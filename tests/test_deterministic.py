@@ -126,6 +126,7 @@ def test_config_round_trip_and_checkpoint(tmp_path):
         ({"hidden": [8, -1]}, {}, "hidden"),
         ({"width": 8}, {}, "unknown key"),
         ({}, {"dither": "yes"}, "dither"),
+        ({"head": "dither"}, {}, "setting.dither = true"),
     ],
 )
 def test_bad_options_are_one_line_errors(mech, setting_extra, needle):
@@ -293,3 +294,37 @@ def test_dithered_deterministic_rule_reaches_the_randomised_optimum():
     assert met["interim_regret_max"] <= 14 / k and met["ir_violation_max"] <= 7 / k
     assert met["feasibility_violation_max"] == 0.0
     assert naive["interim_regret_max"] >= 4 / 3 - 14 / k
+
+
+# ----------------------------------------------------------------------------- the dither head
+
+
+def test_dither_head_is_deterministic_and_its_interim_allocation_is_the_lottery():
+    """The ``dither`` head chooses one alternative at every profile (the first k with
+    (u_1 + u_2) mod 1 < q^1 + … + q^k), and for fixed (t_i, u_i) and t_j its average over u_j is the
+    lottery q(t): on M midpoints of u_j, (u_i + u_j) mod 1 runs through M equally spaced points, so
+    each cumulative C_k is hit by a fraction within 1/M of C_k and each q^k within 2/M. The training
+    outcome is q itself; transfers do not depend on the u's."""
+    setting = setting_from_config(_setting_cfg(dither=True))
+    mech = mechanism_from_config(setting, {"kind": "social_choice_net", "head": "dither", "hidden": [16]}, jax.random.PRNGKey(3))
+    prof = setting.sample(jax.random.PRNGKey(0), 512)
+    out = mech(prof)
+    choice = np.asarray(out.choice)
+    assert set(np.unique(choice)) == {0.0, 1.0} and np.all(choice.sum(axis=1) == 1.0)
+    lottery = mech.training_outcome(prof)
+    assert np.asarray(lottery.choice).min() > 0.0  # a proper lottery in training
+    np.testing.assert_array_equal(np.asarray(out.payments), np.asarray(lottery.payments))
+    M = 1000
+    u_j = (np.arange(M) + 0.5) / M
+    atoms = np.asarray(TYPES)
+    for t_i, t_j, u_i in [(0, 1, 0.137), (2, 2, 0.9), (1, 0, 0.5)]:
+        rows = np.zeros((M, 2, 3), np.float32)
+        rows[:, 0, :2], rows[:, 0, 2] = atoms[t_i], u_i
+        rows[:, 1, :2], rows[:, 1, 2] = atoms[t_j], u_j
+        hard = np.asarray(mech(jnp.asarray(rows)).choice).mean(axis=0)
+        q = np.asarray(mech.training_outcome(jnp.asarray(rows[:1])).choice)[0]
+        assert np.max(np.abs(hard - q)) <= 2.0 / M + 1e-6
+        assert np.all(hard[q < 1e-9] == 0.0)
+    with pytest.raises(ConfigError) as e:  # one agent: nothing to purify with
+        resolve({"setting": _setting_cfg(dither=True, n_agents=1), "mechanism": {"kind": "social_choice_net", "head": "dither"}})
+    assert "at least two agents" in _one_line(e)
