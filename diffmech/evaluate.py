@@ -187,10 +187,9 @@ def attack_sizes(mechanism, setting, types, grid, starts_per: int, cfg: EvalConf
 
 def regret_attack(mechanism, setting, types, key, cfg: EvalConfig = EvalConfig(), progress: bool = False):
     """Best gain found per (profile, agent), shape ``(samples, agents)`` (numpy, ≥ 0)."""
-    n_prof, n, d = types.shape
+    n_prof, n, _ = types.shape
     grid = setting.attack_grid(cfg.grid_points)
     best_all = []
-    n_grid = 0 if grid is None else grid.shape[1]
     n_random = 0 if grid is not None else cfg.attack_starts
     starts_per = n_random + 1  # plus the best grid point, or else the truthful report
     # profiles per compiled call under the memory budget; a grid too large for one call is
