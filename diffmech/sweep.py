@@ -45,7 +45,7 @@ import tomli_w
 from .checkpoint import atomic_write_json, atomic_write_text, load_resume, read_json, save_published, save_resume
 from .config import Run, _parse_value, parse_toml, resolve, set_value
 from .errors import ConfigError
-from .trainer import _record, diverged_message, fit, init_run
+from .trainer import _record, fit, init_run
 
 #: [train] keys that may differ between runs trained in one vmapped group
 VMAPPED_TRAIN_KEYS = ("seed", "lr", "rho", "lambda_init")
@@ -226,7 +226,7 @@ def train_group(group: list[SweepRun], out: Path, *, progress: bool = True) -> d
             rec = _record(trainer, _lane(host, i), done, spent[0] + elapsed)
             if bool(nonfinite[i]) or not np.isfinite(rec["loss"]):
                 diverged[i] = True
-                print(f"diffmech sweep: {r.name}: {diverged_message(done, out / r.name, 0).split(';')[0]}; the other runs go on")
+                print(f"diffmech sweep: {r.name}: training diverged before step {done} (non-finite loss); the other runs go on")
                 continue
             histories[i].append(rec)
 

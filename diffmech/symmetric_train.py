@@ -103,7 +103,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .errors import ConfigError, TrainingDiverged
-from .mechanisms.neural.symmetric_payment import ReserveGate, SeparablePayment, relaxed_payment_outer
+from .mechanisms.neural.symmetric_payment import ReserveGate, relaxed_payment_outer
 from .mechanisms.symmetric_auction import PaymentRule, Strategy, SymmetricAuction, allocation_against, others_index
 
 __all__ = ["StepSizes", "SymmetricOptions", "estimate", "soft_allocation_outer", "train_run", "train_symmetric", "warm_start"]

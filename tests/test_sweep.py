@@ -2,7 +2,6 @@
 tables, one-line errors; the training loop compiles once and syncs with the host only to log."""
 
 import json
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -186,8 +185,8 @@ def test_training_step_compiles_once_and_syncs_only_to_log(monkeypatch):
     assert len(traces) == 1 and len(res.history) == 3
     traces.clear()
     group = S.expand(_base(steps=30, log_every=10), 3, {})
-    trainer, _, _ = T.init_run(group[0].run)
     inits = [T.init_run(r.run) for r in group]
+    trainer = inits[0][0]
     state = S._stack([s for _, _, s in inits])
     data = np.stack([np.asarray(d) for _, d, _ in inits])
     records = []
